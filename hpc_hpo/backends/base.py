@@ -1,0 +1,58 @@
+"""The seam between the driver and whatever runs trials (local processes, Slurm, PBS).
+
+Backends know nothing about rungs or metrics: they start a command, say whether it still
+runs, and end it on request. The driver is the only caller.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything needed to start one trial attempt."""
+
+    trial_id: str
+    argv: tuple[str, ...]
+    cwd: Path
+    trial_dir: Path
+    env: dict[str, str] = field(default_factory=dict)  # added to the driver's environment
+
+    @property
+    def stdout(self) -> Path:
+        return self.trial_dir / "stdout"
+
+    @property
+    def stderr(self) -> Path:
+        return self.trial_dir / "stderr"
+
+
+RUNNING, EXITED = "running", "exited"
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    state: str  # RUNNING or EXITED
+    exit_code: int | None = None  # negative: killed by that signal
+    reason: str | None = None
+
+
+class Backend(ABC):
+    name: str = "backend"
+
+    @abstractmethod
+    def submit(self, spec: LaunchSpec) -> str:
+        """Start the trial; returns a handle (a pid, a job id) that poll and cancel take."""
+
+    @abstractmethod
+    def poll(self, handles: list[str]) -> dict[str, JobStatus]:
+        """The status of every handle, in one batched look (one squeue call on Slurm)."""
+
+    @abstractmethod
+    def cancel(self, handle: str) -> None:
+        """Ask the trial to end (SIGTERM or scancel), escalating to a forced end after a grace period."""
+
+    def shutdown(self) -> None:
+        """Release what the backend holds; trials still running are cancelled by the driver first."""

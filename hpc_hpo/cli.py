@@ -1,0 +1,136 @@
+"""The `hpc-hpo` command: run, status, best, export, report."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any, Sequence
+
+from .errors import HpoError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="hpc-hpo: %(message)s", stream=sys.stderr)
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except HpoError as exc:
+        print(f"hpc-hpo: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hpc-hpo: interrupted; running trials were cancelled. Run the same command again to resume.",
+              file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hpc-hpo", description="Hyperparameter tuning on HPC batch clusters.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run or resume the experiment a config file describes")
+    run.add_argument("config", help="experiment YAML file")
+    run.add_argument("--experiment-dir", help="where the experiment lives (overrides experiment_dir)")
+    run.add_argument("--quiet", action="store_true", help="print only the result")
+    run.set_defaults(func=_run)
+
+    status = commands.add_parser("status", help="table of an experiment's trials")
+    status.add_argument("experiment", help="experiment directory, or its config file")
+    status.set_defaults(func=_status)
+
+    best = commands.add_parser("best", help="the best trial so far")
+    best.add_argument("experiment", help="experiment directory, or its config file")
+    best.add_argument("--json", action="store_true", help="machine-readable output")
+    best.set_defaults(func=_best)
+
+    export = commands.add_parser("export", help="write every processed report as CSV")
+    export.add_argument("experiment", help="experiment directory, or its config file")
+    export.add_argument("--csv", required=True, metavar="FILE", help="output file ('-' for stdout)")
+    export.set_defaults(func=_export)
+
+    report = commands.add_parser("report", help="record a report from a trial (shell or other languages)")
+    report.add_argument("pairs", nargs="+", metavar="NAME=VALUE", help="e.g. epoch=3 accuracy=0.91")
+    report.set_defaults(func=_report)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .backends import make_backend
+    from .config import load_config
+    from .driver import Driver
+    from .results import best_text
+
+    config = load_config(args.config, experiment_dir=args.experiment_dir)
+    state = Driver(config, make_backend(config), quiet=args.quiet).run()
+    print()
+    print(best_text(state))
+    return 0
+
+
+def _load(argument: str) -> Any:
+    from .experiment import find_experiment
+    from .state import load_state
+
+    return load_state(find_experiment(argument))
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .results import status_table
+
+    print(status_table(_load(args.experiment)))
+    return 0
+
+
+def _best(args: argparse.Namespace) -> int:
+    from .results import best_as_dict, best_text
+
+    state = _load(args.experiment)
+    if args.json:
+        print(json.dumps(best_as_dict(state), indent=2))
+    else:
+        print(best_text(state))
+    return 0 if state.best_trial() is not None else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .results import write_export
+
+    state = _load(args.experiment)
+    if args.csv == "-":
+        write_export(state, sys.stdout)
+        return 0
+    try:
+        with open(args.csv, "w", newline="", encoding="utf-8") as out:
+            count = write_export(state, out)
+    except OSError as exc:
+        raise HpoError(f"cannot write '{args.csv}': {exc.strerror}") from None
+    print(f"wrote {count} reports to {args.csv}", file=sys.stderr)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .worker import report
+
+    values: dict[str, Any] = {}
+    for pair in args.pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise HpoError(f"'{pair}' is not NAME=VALUE; write e.g. epoch=3 accuracy=0.91")
+        values[name] = _parse_value(text)
+    report(**values)
+    return 0
+
+
+def _parse_value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())

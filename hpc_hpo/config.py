@@ -1,0 +1,490 @@
+"""Load an experiment YAML file and validate it into typed, frozen objects before anything runs.
+
+Every rule lives here. A broken rule raises ConfigError naming the key path, the bad value,
+what is allowed and how to fix it; nothing is created on disk before validation succeeds.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import shlex
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .errors import MISSING, ConfigError, HpoError
+from .space import Choice, Domain, Fixed, LogRandInt, LogUniform, Param, RandInt, Scalar, Space, Uniform
+
+SCHEDULER_TYPES = ("fifo", "asha")
+SEARCHER_TYPES = ("random",)
+BACKENDS = ("local", "auto")
+PARAM_TYPES = ("uniform", "loguniform", "randint", "lograndint", "choice", "pchoice", "fixed")
+# Column names of the CSV export that a parameter name may not take.
+RESERVED_NAMES = ("trial_id", "resource", "elapsed_s", "decision")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+PARAM_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    mode: str  # "min" or "max"
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    name: str
+    max: float
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    type: str
+    grace_period: float
+    reduction_factor: float
+    rung_levels: tuple[float, ...] | None
+
+
+@dataclass(frozen=True)
+class SearcherSpec:
+    type: str
+    seed: int
+    points_to_evaluate: tuple[dict[str, Scalar], ...] | None
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    max_trials: int | None
+    max_time: float | None  # seconds
+
+
+@dataclass(frozen=True)
+class ExecutionSpec:
+    backend: str
+    num_parallel_evals: int
+    poll_interval: float
+    stop_grace_period: float
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    command: tuple[str, ...]
+    space: Space
+    metric: MetricSpec
+    resource: ResourceSpec
+    scheduler: SchedulerSpec
+    searcher: SearcherSpec
+    budget: BudgetSpec
+    execution: ExecutionSpec
+    experiment_dir: Path
+    metric_regex: re.Pattern[str] | None
+    frozen: dict[str, Any]  # the normalised config, written to experiment.yaml
+
+
+# --------------------------------------------------------------------------- reading helpers
+
+
+class Section:
+    """A mapping at a key path; takes keys one by one and reports any key left over as unknown."""
+
+    def __init__(self, data: Any, path: str, allowed: tuple[str, ...]) -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(path or "(top level)", data, "must be a mapping of keys to values",
+                              f"allowed keys: {', '.join(allowed)}")
+        self.data, self.path, self.allowed = data, path, allowed
+        for key in data:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise ConfigError(self.key(str(key)), data[key], "unknown key",
+                                  f"{hint}allowed keys here: {', '.join(allowed)}")
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def get(self, name: str, default: Any = MISSING) -> Any:
+        value = self.data.get(name, default)
+        if value is MISSING:
+            raise ConfigError(self.key(name), MISSING, "is required")
+        return value
+
+    def number(self, name: str, default: Any = MISSING, *, integer: bool = False,
+               positive: bool = False) -> Any:
+        value = self.get(name, default)
+        if value is None and default is None:
+            return None
+        return as_number(value, self.key(name), integer=integer, positive=positive)
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: Any = MISSING) -> str:
+        value = self.get(name, default)
+        if value not in allowed:
+            raise ConfigError(self.key(name), value, f"must be one of: {', '.join(allowed)}")
+        return value
+
+    def text(self, name: str, default: Any = MISSING, pattern: re.Pattern[str] | None = None,
+             rule: str = "") -> Any:
+        value = self.get(name, default)
+        if value is None and default is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise ConfigError(self.key(name), value, "must be a non-empty string")
+        if pattern is not None and not pattern.match(value):
+            raise ConfigError(self.key(name), value, rule)
+        return value
+
+
+def as_number(value: Any, key: str, *, integer: bool = False, positive: bool = False) -> Any:
+    """A number from YAML. Strings like '1e-4' are accepted because YAML 1.1 reads them as text."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, str):
+        try:
+            value = float(value.strip()) if not integer else int(value.strip())
+        except ValueError:
+            raise ConfigError(key, value, f"must be {kind}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(key, value, f"must be {kind}")
+    if not math.isfinite(value):
+        raise ConfigError(key, value, f"must be {kind} (finite)")
+    if integer:
+        if isinstance(value, float) and not value.is_integer():
+            raise ConfigError(key, value, "must be a whole number")
+        value = int(value)
+    if positive and value <= 0:
+        raise ConfigError(key, value, f"must be {kind} greater than 0")
+    return value
+
+
+def parse_duration(value: Any, key: str) -> float:
+    """Seconds from a number (seconds) or a string like '90s', '30m', '2h', '1d', or 'HH:MM:SS'."""
+    if isinstance(value, str):
+        text = value.strip()
+        if ":" in text:
+            parts = text.split(":")
+            if len(parts) in (2, 3) and all(p.isdigit() for p in parts):
+                seconds = 0.0
+                for part in parts:
+                    seconds = seconds * 60 + int(part)
+                if seconds > 0:
+                    return seconds
+        elif text and text[-1] in DURATION_UNITS:
+            try:
+                seconds = float(text[:-1]) * DURATION_UNITS[text[-1]]
+            except ValueError:
+                seconds = -1.0
+            if seconds > 0 and math.isfinite(seconds):
+                return seconds
+        else:
+            return float(as_number(text, key, positive=True))
+        raise ConfigError(key, value, "is not a duration",
+                          "write seconds (3600) or a number with a unit: 90s, 30m, 2h, 1d, or HH:MM:SS")
+    return float(as_number(value, key, positive=True))
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def load_config(path: str | os.PathLike[str], experiment_dir: str | None = None) -> ExperimentConfig:
+    """Read and validate the YAML file at `path`. Raises HpoError; touches nothing on disk."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise HpoError(f"config file '{path}' does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HpoError(f"config file '{path}' cannot be read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        # Covers '!!python/object' tags too: safe_load refuses to build objects.
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise HpoError(f"config file '{path}' is not valid YAML{line}: {problem}. "
+                       "Only plain YAML (mappings, lists, strings, numbers) is accepted") from None
+    return validate_config(data, experiment_dir=experiment_dir)
+
+
+TOP_KEYS = ("name", "command", "params", "metric", "resource", "scheduler", "searcher", "budget",
+            "execution", "experiment_dir", "metric_regex")
+
+
+def validate_config(data: Any, experiment_dir: str | None = None,
+                    check_program: bool = True) -> ExperimentConfig:
+    top = Section(data, "", TOP_KEYS)
+    name = top.text("name", pattern=NAME_PATTERN,
+                    rule="must be 1-100 characters: letters, digits, '_', '.', '-', starting with a letter or digit")
+    command = _command(top.get("command"), check_program)
+    metric = _metric(top.get("metric"))
+    resource = _resource(top.get("resource"))
+    space = _space(top.get("params"), metric)
+    scheduler = _scheduler(top.get("scheduler", None), resource)
+    searcher = _searcher(top.get("searcher", None), space)
+    budget = _budget(top.get("budget", None), searcher)
+    execution = _execution(top.get("execution", None))
+    regex = _metric_regex(top.get("metric_regex", None), metric, resource)
+    where = experiment_dir or top.text("experiment_dir", None) or os.path.join("runs", name)
+    frozen = dict(data)
+    frozen["searcher"] = dict(frozen.get("searcher") or {}, seed=searcher.seed)
+    return ExperimentConfig(name=name, command=command, space=space, metric=metric, resource=resource,
+                            scheduler=scheduler, searcher=searcher, budget=budget, execution=execution,
+                            experiment_dir=Path(where).absolute(), metric_regex=regex, frozen=frozen)
+
+
+def _command(value: Any, check_program: bool) -> tuple[str, ...]:
+    if isinstance(value, str):
+        try:
+            argv = shlex.split(value)
+        except ValueError as exc:
+            raise ConfigError("command", value, f"cannot be split into arguments ({exc})",
+                              "check the quotes, or give the command as a list") from None
+    elif isinstance(value, list) and all(isinstance(a, (str, int, float)) and not isinstance(a, bool)
+                                         for a in value):
+        argv = [str(a) for a in value]
+    else:
+        raise ConfigError("command", value, "must be a list of arguments or a string",
+                          "for example: [python, train.py] or 'python train.py'")
+    if not argv or not argv[0]:
+        raise ConfigError("command", value, "is empty", "give the program to run, e.g. 'python train.py'")
+    if any("\0" in a for a in argv):
+        raise ConfigError("command", value, "contains a NUL byte")
+    if check_program:
+        program = argv[0]
+        found = (os.path.isfile(program) and os.access(program, os.X_OK)) if os.sep in program \
+            else shutil.which(program) is not None
+        if not found:
+            raise ConfigError("command", value, f"program '{program}' was not found or is not executable",
+                              "give a program on PATH or a path to an executable file")
+    return tuple(argv)
+
+
+def _metric(value: Any) -> MetricSpec:
+    section = Section(value, "metric", ("name", "mode"))
+    name = section.text("name", pattern=PARAM_NAME_PATTERN,
+                        rule="must be a name of letters, digits, '_', '.', '-'")
+    return MetricSpec(name=name, mode=section.choice("mode", ("min", "max")))
+
+
+def _resource(value: Any) -> ResourceSpec:
+    section = Section(value, "resource", ("name", "max"))
+    name = section.text("name", "epoch", pattern=PARAM_NAME_PATTERN,
+                        rule="must be a name of letters, digits, '_', '.', '-'")
+    return ResourceSpec(name=name, max=section.number("max", positive=True))
+
+
+def _scheduler(value: Any, resource: ResourceSpec) -> SchedulerSpec:
+    section = Section(value, "scheduler", ("type", "grace_period", "reduction_factor", "rung_levels"))
+    kind = section.choice("type", SCHEDULER_TYPES, "asha")
+    grace = section.number("grace_period", 1, positive=True)
+    eta = section.number("reduction_factor", 3)
+    if eta < 2:
+        raise ConfigError("scheduler.reduction_factor", eta, "must be at least 2",
+                          "use 2, 3 (the usual choice) or 4")
+    rungs = section.get("rung_levels", None)
+    if rungs is not None:
+        rungs = _rung_levels(rungs, resource)
+    elif kind != "fifo" and grace >= resource.max:
+        raise ConfigError("scheduler.grace_period", grace,
+                          f"must be less than resource.max ({resource.max})",
+                          f"set grace_period below {resource.max} or raise resource.max")
+    return SchedulerSpec(type=kind, grace_period=grace, reduction_factor=float(eta), rung_levels=rungs)
+
+
+def _rung_levels(value: Any, resource: ResourceSpec) -> tuple[float, ...]:
+    key = "scheduler.rung_levels"
+    if not isinstance(value, list) or not value:
+        raise ConfigError(key, value, "must be a non-empty list of increasing positive numbers")
+    levels = [as_number(v, f"{key}[{i}]", positive=True) for i, v in enumerate(value)]
+    for i in range(1, len(levels)):
+        if levels[i] <= levels[i - 1]:
+            raise ConfigError(key, value, "must be strictly increasing",
+                              f"entry {i} ({levels[i]}) is not above entry {i - 1} ({levels[i - 1]})")
+    if levels[-1] > resource.max:
+        raise ConfigError(key, value, f"last level must be at most resource.max ({resource.max})",
+                          "drop the levels above it or raise resource.max")
+    return tuple(levels)
+
+
+def _searcher(value: Any, space: Space) -> SearcherSpec:
+    section = Section(value, "searcher", ("type", "seed", "points_to_evaluate"))
+    kind = section.choice("type", SEARCHER_TYPES, "random")
+    seed = section.get("seed", None)
+    if seed is None:
+        # Drawn once and frozen in experiment.yaml so that a resumed run makes the same choices.
+        seed = int.from_bytes(os.urandom(4), "little")
+    seed = as_number(seed, "searcher.seed", integer=True)
+    if seed < 0:
+        raise ConfigError("searcher.seed", seed, "must be 0 or a positive integer")
+    points = section.get("points_to_evaluate", None)
+    if points is not None:
+        points = tuple(_point(p, i, space) for i, p in enumerate(_as_list(points, "searcher.points_to_evaluate")))
+    return SearcherSpec(type=kind, seed=seed, points_to_evaluate=points)
+
+
+def _point(value: Any, index: int, space: Space) -> dict[str, Scalar]:
+    key = f"searcher.points_to_evaluate[{index}]"
+    section = Section(value, key, tuple(space.names))
+    point: dict[str, Scalar] = {}
+    for param in space.params:
+        if param.name in section.data:
+            given = section.data[param.name]
+            if not param.domain.contains(given):
+                raise ConfigError(f"{key}.{param.name}", given, f"must be {param.domain.describe()}")
+            point[param.name] = given
+    return point
+
+
+def _budget(value: Any, searcher: SearcherSpec) -> BudgetSpec:
+    section = Section(value, "budget", ("max_trials", "max_time"))
+    max_trials = section.number("max_trials", None, integer=True, positive=True)
+    raw_time = section.get("max_time", None)
+    max_time = None if raw_time is None else parse_duration(raw_time, "budget.max_time")
+    if max_trials is None and max_time is None:
+        raise ConfigError("budget", value, f"{searcher.type} search never runs out of configurations",
+                          "set budget.max_trials (e.g. 50) or budget.max_time (e.g. 2h)")
+    return BudgetSpec(max_trials=max_trials, max_time=max_time)
+
+
+def _execution(value: Any) -> ExecutionSpec:
+    section = Section(value, "execution", ("backend", "num_parallel_evals", "poll_interval",
+                                           "stop_grace_period"))
+    backend = section.choice("backend", BACKENDS, "auto")
+    parallel = section.number("num_parallel_evals", os.cpu_count() or 1, integer=True, positive=True)
+    poll = float(section.number("poll_interval", 0.5, positive=True))
+    grace = float(section.number("stop_grace_period", 10, positive=True))
+    return ExecutionSpec(backend=backend, num_parallel_evals=parallel, poll_interval=poll,
+                         stop_grace_period=grace)
+
+
+def _metric_regex(value: Any, metric: MetricSpec, resource: ResourceSpec) -> re.Pattern[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError("metric_regex", value, "must be a regular expression string")
+    try:
+        pattern = re.compile(value)
+    except re.error as exc:
+        raise ConfigError("metric_regex", value, f"is not a valid regular expression ({exc})") from None
+    names = set(pattern.groupindex)
+    if metric.name not in names and pattern.groups != 1:
+        raise ConfigError("metric_regex", value,
+                          f"needs one capture group, or a group named '{metric.name}' for the metric",
+                          f"e.g. 'FoM: (\\S+)' or '{resource.name}=(?P<{resource.name}>\\d+) "
+                          f"{metric.name}=(?P<{metric.name}>\\S+)'")
+    return pattern
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _space(value: Any, metric: MetricSpec) -> Space:
+    if not isinstance(value, dict) or not value:
+        raise ConfigError("params", value, "must be a non-empty mapping of parameter names to domains",
+                          "e.g. params: {learning_rate: {type: loguniform, low: 0.0001, high: 0.1}}")
+    params = []
+    for name, spec in value.items():
+        key = f"params.{name}"
+        if not isinstance(name, str) or not PARAM_NAME_PATTERN.match(name):
+            raise ConfigError(key, name, "parameter names are letters, digits, '_', '.', '-', "
+                              "starting with a letter or '_'")
+        if name in RESERVED_NAMES or name == metric.name:
+            raise ConfigError(key, name, "is a reserved column name of the export",
+                              f"rename it; reserved: {', '.join(RESERVED_NAMES + (metric.name,))}")
+        params.append(_param(name, spec, key))
+    return Space(params=tuple(params))
+
+
+def _param(name: str, spec: Any, key: str) -> Param:
+    flag: str | None = f"--{name}"
+    if isinstance(spec, list):
+        spec = {"type": "choice", "values": spec}
+    elif not isinstance(spec, dict):
+        spec = {"type": "fixed", "value": spec}
+    if "type" not in spec:
+        raise ConfigError(f"{key}.type", MISSING, "is required", f"one of: {', '.join(PARAM_TYPES)}")
+    kind = Section(spec, key, tuple(spec.keys())).choice("type", PARAM_TYPES)
+    allowed = {"uniform": ("low", "high"), "loguniform": ("low", "high"), "randint": ("low", "high"),
+               "lograndint": ("low", "high"), "choice": ("values",), "pchoice": ("values", "weights"),
+               "fixed": ("value",)}[kind]
+    section = Section(spec, key, ("type", "default", "flag") + allowed)
+    if "flag" in spec:
+        flag = _flag(spec["flag"], f"{key}.flag")
+    domain = _domain(kind, section)
+    default = section.get("default", None)
+    if default is not None and not domain.contains(default):
+        raise ConfigError(f"{key}.default", default, f"must be {domain.describe()}")
+    return Param(name=name, domain=domain, flag=flag, default=default)
+
+
+def _flag(value: Any, key: str) -> str | None:
+    if value is None or value is False:
+        return None
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() or c == "\0" for c in value):
+        raise ConfigError(key, value, "must be a flag without spaces like '--lr' or '--lr=', or null",
+                          "null passes the value only in config.json")
+    return value
+
+
+def _domain(kind: str, section: Section) -> Domain:
+    if kind == "fixed":
+        return Fixed(_scalar(section.get("value"), section.key("value")))
+    if kind in ("choice", "pchoice"):
+        return _choice(kind, section)
+    integer = kind in ("randint", "lograndint")
+    low = section.number("low", integer=integer)
+    high = section.number("high", integer=integer)
+    if not low < high:
+        raise ConfigError(section.key("high"), high, f"must be greater than low ({low})",
+                          "swap low and high, or use a fixed value")
+    if kind in ("loguniform", "lograndint") and low <= 0:
+        raise ConfigError(section.key("low"), low, f"must be greater than 0 for {kind}",
+                          "use uniform/randint for ranges that include 0 or negatives")
+    cls: dict[str, Callable[[Any, Any], Domain]] = {
+        "uniform": Uniform, "loguniform": LogUniform, "randint": RandInt, "lograndint": LogRandInt}
+    return cls[kind](float(low) if not integer else low, float(high) if not integer else high)
+
+
+def _choice(kind: str, section: Section) -> Choice:
+    values = _as_list(section.get("values"), section.key("values"))
+    if not values:
+        raise ConfigError(section.key("values"), values, "must list at least one value")
+    values = [_scalar(v, f"{section.key('values')}[{i}]") for i, v in enumerate(values)]
+    if len(set(map(repr, values))) != len(values):
+        raise ConfigError(section.key("values"), values, "must not repeat a value")
+    if kind == "choice":
+        return Choice(tuple(values))
+    weights = _as_list(section.get("weights"), section.key("weights"))
+    weights = [as_number(w, f"{section.key('weights')}[{i}]") for i, w in enumerate(weights)]
+    if len(weights) != len(values) or any(w < 0 for w in weights) or not sum(weights) > 0:
+        raise ConfigError(section.key("weights"), weights,
+                          f"must be {len(values)} non-negative numbers, one per value, not all zero")
+    total = float(sum(weights))
+    return Choice(tuple(values), tuple(w / total for w in weights))
+
+
+def _scalar(value: Any, key: str) -> Scalar:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(key, value, "must be a finite number")
+    if isinstance(value, (int, float, str, bool)):
+        if isinstance(value, str) and "\0" in value:
+            raise ConfigError(key, value, "must not contain a NUL byte")
+        return value
+    raise ConfigError(key, value, "must be a number, a string or true/false")
+
+
+def _as_list(value: Any, key: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(key, value, "must be a list")
+    return value
+
+
+def config_as_yaml(config: ExperimentConfig) -> str:
+    return yaml.safe_dump(config.frozen, sort_keys=False)

@@ -1,0 +1,125 @@
+"""Reading what trials report: new complete lines of a file, parsed into (resource, value) reports.
+
+A trial file has one writer (the trial), so the reader needs no lock: it keeps a byte offset,
+consumes only complete lines and leaves an incomplete last line for the next read.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class LineTail:
+    """The complete lines appended to a file since the last read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def read_lines(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as handle:
+                size = handle.seek(0, 2)
+                if size < self.offset:
+                    log.warning("%s shrank from %d to %d bytes; reading it again from the start",
+                                self.path, self.offset, size)
+                    self.offset = 0
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n") + 1  # an incomplete last line waits for its newline
+        self.offset += end
+        text = data[:end].replace(b"\0", b"").decode("utf-8", errors="replace")
+        return [line for line in text.splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class Report:
+    resource: float
+    value: float
+    time: float | None  # when the trial wrote it (unix seconds), if the line says
+
+
+class ReportParser:
+    """Turns lines into reports: JSON lines from report(), or text lines matched by metric_regex.
+
+    A line without the metric is not a report (programs log other things too). A line whose
+    resource is missing counts as one more than the previous report. Malformed lines are
+    logged once per file and skipped.
+    """
+
+    def __init__(self, metric: str, resource: str, regex: re.Pattern[str] | None, label: str) -> None:
+        self.metric, self.resource, self.regex, self.label = metric, resource, regex, label
+        self.count = 0
+        self.warned: set[str] = set()
+
+    def parse(self, lines: list[str]) -> list[Report]:
+        reports = []
+        for line in lines:
+            fields = self._fields(line)
+            if fields is None or self.metric not in fields:
+                continue
+            report = self._report(fields, line)
+            if report is not None:
+                self.count += 1
+                reports.append(report)
+        return reports
+
+    def _fields(self, line: str) -> dict[str, Any] | None:
+        if self.regex is None:
+            try:
+                fields = json.loads(line)
+            except ValueError:
+                self._warn("malformed", f"{self.label}: skipping a malformed metrics line: {line[:200]!r}")
+                return None
+            return fields if isinstance(fields, dict) else None
+        match = self.regex.search(line)
+        if match is None:
+            return None
+        fields = {k: v for k, v in match.groupdict().items() if v is not None}
+        if self.metric not in fields and self.regex.groups == 1:
+            fields[self.metric] = match.group(1)
+        return fields
+
+    def _report(self, fields: dict[str, Any], line: str) -> Report | None:
+        value = _number(fields.get(self.metric))
+        if value is None:
+            self._warn("value", f"{self.label}: '{self.metric}' is not a number in {line[:200]!r}; skipped")
+            return None
+        if self.resource in fields:
+            resource = _number(fields[self.resource])
+            if resource is None or resource <= 0:
+                self._warn("resource", f"{self.label}: '{self.resource}' must be a positive number "
+                                       f"in {line[:200]!r}; skipped")
+                return None
+        else:
+            self._warn("no-resource", f"{self.label}: reports carry no '{self.resource}'; "
+                                      "counting reports 1, 2, 3, ... instead")
+            resource = float(self.count + 1)
+        stamp = _number(fields.get("t")) if self.regex is None else None
+        return Report(resource=resource, value=value, time=stamp)
+
+    def _warn(self, kind: str, message: str) -> None:
+        if kind not in self.warned:
+            self.warned.add(kind)
+            log.warning(message)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, (int, float)):
+        return float(value)  # NaN and inf stay: the scheduler treats NaN as the worst value
+    return None

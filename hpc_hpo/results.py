@@ -1,0 +1,81 @@
+"""Views of an experiment's state for people and scripts: the status table, the best trial, the CSV export."""
+from __future__ import annotations
+
+import csv
+import json
+from typing import Any, TextIO
+
+from .space import format_value
+from .state import ExperimentState, TrialState
+
+# The fixed leading columns of the export. Public and stable: other tools read this format.
+EXPORT_LEADING = ("trial_id", "resource")
+EXPORT_TRAILING = ("elapsed_s", "decision")
+
+
+def export_columns(state: ExperimentState) -> list[str]:
+    return [*EXPORT_LEADING, state.metric, *EXPORT_TRAILING, *state.param_names]
+
+
+def write_export(state: ExperimentState, out: TextIO) -> int:
+    """One row per report, in the order the scheduler processed them. Returns the number of rows."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(export_columns(state))
+    for row in state.rows:
+        config = state.trials[row.trial_id].config
+        params = [_cell(config.get(name)) for name in state.param_names]
+        writer.writerow([row.trial_id, _cell(row.resource), _cell(row.value), _cell(row.elapsed_s),
+                         row.decision, *params])
+    return len(state.rows)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""  # a parameter the trial did not use
+    if isinstance(value, (int, float, str, bool)):
+        return format_value(value)
+    return json.dumps(value)
+
+
+def best_as_dict(state: ExperimentState) -> dict[str, Any] | None:
+    best = state.best_trial()
+    if best is None:
+        return None
+    return {"trial_id": best.trial_id, "metric": state.metric, "mode": state.mode, "value": best.best_value,
+            "resource_name": state.resource, "resource": best.best_resource, "state": best.state,
+            "config": best.config}
+
+
+def best_text(state: ExperimentState) -> str:
+    best = state.best_trial()
+    if best is None:
+        return "no trial has reported yet"
+    lines = [f"best trial {best.trial_id} ({best.state}): {state.metric}={best.best_value:.6g} "
+             f"at {state.resource} {best.best_resource:g}"]
+    lines += [f"  {name}: {format_value(value)}" for name, value in best.config.items()]
+    return "\n".join(lines)
+
+
+def status_table(state: ExperimentState) -> str:
+    header = ["trial", "state", f"last {state.resource}", f"best {state.metric}", *state.param_names]
+    rows = [header] + [_status_row(state, trial) for trial in state.trials.values()]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    ended = f"ended: {state.ended}" if state.ended else "running or interrupted"
+    summary = f"experiment {state.name}: {len(state.trials)} trials, {len(state.rows)} reports; {ended}"
+    failures = [f"trial {t.trial_id} failed (exit code {t.exit_code}): {t.reason or 'no stderr'}"
+                for t in state.trials.values() if t.state == "failed"]
+    return "\n".join([summary, "", *lines, *([""] + failures if failures else [])])
+
+
+def _status_row(state: ExperimentState, trial: TrialState) -> list[str]:
+    last = "-" if trial.last_resource is None else f"{trial.last_resource:g}"
+    best = "-" if trial.best_value is None else f"{trial.best_value:.6g}"
+    params = [_short(trial.config.get(name)) for name in state.param_names]
+    return [trial.trial_id, trial.state, last, best, *params]
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else _cell(value)

@@ -1,0 +1,143 @@
+"""Experiment state as a fold over journal events: the driver, `status`, `best` and `export` all use it."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .journal import read_events
+
+# Trial states. A trial whose stop/complete decision is taken keeps that state when its process ends.
+PENDING, RUNNING = "pending", "running"
+STOPPED, COMPLETED, FINISHED, FAILED, CANCELLED = "stopped", "completed", "finished", "failed", "cancelled"
+ENDED_STATES = (STOPPED, COMPLETED, FINISHED, FAILED, CANCELLED)
+
+
+@dataclass
+class TrialState:
+    trial_id: str
+    index: int
+    config: dict[str, Any]
+    state: str = PENDING
+    handle: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    last_resource: float | None = None
+    best_value: float | None = None
+    best_resource: float | None = None
+    decided: bool = False  # a stop/complete decision was taken: later lines are not fed to the scheduler
+    process_ended: bool = False
+    num_reports: int = 0
+
+
+@dataclass
+class ReportRow:
+    trial_id: str
+    resource: float
+    value: float
+    elapsed_s: float
+    decision: str
+
+
+@dataclass
+class ExperimentState:
+    name: str = ""
+    metric: str = ""
+    mode: str = "min"
+    resource: str = "epoch"
+    param_names: list[str] = field(default_factory=list)
+    created_at: float | None = None
+    trials: dict[str, TrialState] = field(default_factory=dict)
+    rows: list[ReportRow] = field(default_factory=list)
+    ended: str | None = None  # why the last run ended
+    finished: bool = False  # the experiment is over; a new run has nothing to do
+    closed_runs_s: float = 0.0
+    run_start: float | None = None
+    last_t: float | None = None
+
+    def apply(self, event: dict[str, Any]) -> None:
+        handler = getattr(self, "_on_" + str(event.get("type")), None)
+        if handler is not None:
+            handler(event)
+        self.last_t = event.get("t", self.last_t)
+
+    def time_used(self) -> float:
+        """Seconds the driver has run this experiment, over all runs (what budget.max_time limits)."""
+        open_run = (self.last_t - self.run_start) if self.run_start is not None and self.last_t else 0.0
+        return self.closed_runs_s + open_run
+
+    def _on_experiment_created(self, e: dict[str, Any]) -> None:
+        self.name, self.metric, self.mode = e["name"], e["metric"], e["mode"]
+        self.resource, self.param_names = e["resource"], list(e["params"])
+        self.created_at = e["t"]
+
+    def _on_run_started(self, e: dict[str, Any]) -> None:
+        if self.run_start is not None and self.last_t is not None:
+            self.closed_runs_s += self.last_t - self.run_start
+        self.run_start = e["t"]
+        self.ended, self.finished = None, False
+
+    def _on_trial_created(self, e: dict[str, Any]) -> None:
+        self.trials[e["trial_id"]] = TrialState(e["trial_id"], e["index"], e["config"])
+
+    def _on_trial_started(self, e: dict[str, Any]) -> None:
+        trial = self.trials[e["trial_id"]]
+        trial.state, trial.handle, trial.started_at = RUNNING, e["handle"], e["t"]
+
+    def _on_report(self, e: dict[str, Any]) -> None:
+        trial = self.trials[e["trial_id"]]
+        value, resource = float(e["value"]), float(e["resource"])
+        self.rows.append(ReportRow(trial.trial_id, e["resource"], value, e["elapsed_s"], e["decision"]))
+        trial.last_resource = resource
+        trial.num_reports += 1
+        if self.is_better(value, trial.best_value):
+            trial.best_value, trial.best_resource = value, e["resource"]
+        if e["decision"] in ("stop", "complete"):
+            trial.decided = True
+            trial.state = STOPPED if e["decision"] == "stop" else COMPLETED
+
+    def _on_trial_ended(self, e: dict[str, Any]) -> None:
+        trial = self.trials[e["trial_id"]]
+        trial.process_ended, trial.ended_at = True, e["t"]
+        trial.exit_code, trial.reason = e.get("exit_code"), e.get("reason")
+        if not trial.decided:
+            trial.state = e["state"]
+
+    def _on_experiment_ended(self, e: dict[str, Any]) -> None:
+        self.ended, self.finished = e["reason"], bool(e.get("final", True))
+
+    def is_better(self, value: float, than: float | None) -> bool:
+        if math.isnan(value):
+            return False
+        if than is None:
+            return True
+        return value < than if self.mode == "min" else value > than
+
+    def best_trial(self) -> TrialState | None:
+        """The trial with the best value at any report; at equal values the one that got further."""
+        best = None
+        for trial in self.trials.values():
+            if trial.best_value is None:
+                continue
+            if best is None or self.is_better(trial.best_value, best.best_value) or (
+                    trial.best_value == best.best_value
+                    and (trial.best_resource or 0) > (best.best_resource or 0)):
+                best = trial
+        return best
+
+    def count(self, *states: str) -> int:
+        return sum(1 for t in self.trials.values() if t.state in states)
+
+
+def fold(events: Iterable[dict[str, Any]]) -> ExperimentState:
+    state = ExperimentState()
+    for event in events:
+        state.apply(event)
+    return state
+
+
+def load_state(experiment_dir: Path) -> ExperimentState:
+    return fold(read_events(experiment_dir / "journal.jsonl"))
