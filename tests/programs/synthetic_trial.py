@@ -1,0 +1,32 @@
+#!/usr/bin/env python3
+"""A cheap trial program for tests: a loss curve that depends on its hyperparameters, reported each epoch.
+
+Values are rounded to one decimal so that ties at rung cutoffs happen often.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from hpc_hpo import report
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--x", type=float, required=True)
+parser.add_argument("--shape", default="fast")
+parser.add_argument("--epochs", type=int, default=9)
+parser.add_argument("--sleep", type=float, default=0.02)
+parser.add_argument("--fail_above", type=float, default=2.0, help="exit 1 after epoch 1 when x exceeds this")
+args = parser.parse_args()
+
+with open(os.path.join(os.environ["HPC_HPO_TRIAL_DIR"], "pid"), "w") as handle:
+    handle.write(str(os.getpid()))
+for epoch in range(1, args.epochs + 1):
+    speed = 1.0 if args.shape == "fast" else 0.5
+    loss = round(abs(args.x - 0.3) * 4 + 2.0 / (1 + speed * epoch), 1)
+    report(epoch=epoch, loss=loss)
+    if args.x > args.fail_above:
+        print("synthetic failure: x is too large", file=sys.stderr)
+        sys.exit(1)
+    time.sleep(args.sleep)
