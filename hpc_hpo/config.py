@@ -11,17 +11,35 @@ import os
 import re
 import shlex
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
 from .errors import MISSING, ConfigError, HpoError
-from .space import Choice, Domain, Fixed, LogRandInt, LogUniform, Param, RandInt, Scalar, Space, Uniform
+from .space import (CONDITION_OPS, Choice, Condition, Domain, Fixed, LogRandInt, LogUniform, Param, RandInt,
+                    Scalar, Space, Uniform, find_cycle)
 
 SCHEDULER_TYPES = ("fifo", "asha")
-SEARCHER_TYPES = ("random",)
+SEARCHER_TYPES = ("random", "grid", "bayesopt", "kde", "genetic")
+SEARCHER_DATA = ("rungs", "all", "rungs_and_last")
+# Options of each searcher type: name -> (default, kind). Kinds: 'int' (>= 1), 'int0' (>= 0),
+# 'fraction' (0 < x <= 1), 'rate' (0 <= x <= 1), 'positive' (> 0). A default of None means
+# "derived from the space" (the searcher decides). Names follow Syne Tune and CrayAI.
+SEARCHER_OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
+    "random": {},
+    "grid": {"grid_size": (5, "int")},
+    "bayesopt": {"num_init_random": (None, "int"), "opt_nstarts": (2, "int"), "opt_maxiter": (50, "int"),
+                 "opt_skip_init_length": (150, "int0"), "opt_skip_period": (1, "int"),
+                 "num_candidates": (2000, "int")},
+    "kde": {"num_init_random": (None, "int"), "min_points_in_model": (None, "int"),
+            "top_fraction": (0.15, "fraction"), "bandwidth_factor": (3.0, "positive"),
+            "num_candidates": (64, "int"), "random_fraction": (1 / 3, "rate")},
+    "genetic": {"population_size": (10, "int"), "num_demes": (1, "int"), "generations": (None, "int"),
+                "mutation_rate": (0.1, "rate"), "crossover_rate": (0.5, "rate"),
+                "migration_interval": (5, "int"), "mutation_std": (0.2, "positive")},
+}
 BACKENDS = ("local", "auto")
 PARAM_TYPES = ("uniform", "loguniform", "randint", "lograndint", "choice", "pchoice", "fixed")
 # Column names of the CSV export that a parameter name may not take.
@@ -56,6 +74,8 @@ class SearcherSpec:
     type: str
     seed: int
     points_to_evaluate: tuple[dict[str, Scalar], ...] | None
+    searcher_data: str = "rungs"  # which reports model-based searchers learn from
+    options: dict[str, Any] = field(default_factory=dict)  # validated SEARCHER_OPTIONS of the type
 
 
 @dataclass(frozen=True)
@@ -125,7 +145,7 @@ class Section:
         return as_number(value, self.key(name), integer=integer, positive=positive)
 
     def choice(self, name: str, allowed: tuple[str, ...], default: Any = MISSING) -> str:
-        value = self.get(name, default)
+        value = self.data.get(name, default)
         if value not in allowed:
             raise ConfigError(self.key(name), value, f"must be one of: {', '.join(allowed)}")
         return value
@@ -147,7 +167,7 @@ def as_number(value: Any, key: str, *, integer: bool = False, positive: bool = F
     kind = "an integer" if integer else "a number"
     if isinstance(value, str):
         try:
-            value = float(value.strip()) if not integer else int(value.strip())
+            value = float(value.strip())
         except ValueError:
             raise ConfigError(key, value, f"must be {kind}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -183,7 +203,10 @@ def parse_duration(value: Any, key: str) -> float:
             if seconds > 0 and math.isfinite(seconds):
                 return seconds
         else:
-            return float(as_number(text, key, positive=True))
+            try:
+                return float(as_number(text, key, positive=True))
+            except ConfigError:
+                pass
         raise ConfigError(key, value, "is not a duration",
                           "write seconds (3600) or a number with a unit: 90s, 30m, 2h, 1d, or HH:MM:SS")
     return float(as_number(value, key, positive=True))
@@ -314,8 +337,11 @@ def _rung_levels(value: Any, resource: ResourceSpec) -> tuple[float, ...]:
 
 
 def _searcher(value: Any, space: Space) -> SearcherSpec:
-    section = Section(value, "searcher", ("type", "seed", "points_to_evaluate"))
+    every_option = tuple(sorted({name for options in SEARCHER_OPTIONS.values() for name in options}))
+    section = Section(value, "searcher", ("type", "seed", "points_to_evaluate", "searcher_data") + every_option)
     kind = section.choice("type", SEARCHER_TYPES, "random")
+    options = _searcher_options(section, kind)
+    searcher_data = section.choice("searcher_data", SEARCHER_DATA, "rungs")
     seed = section.get("seed", None)
     if seed is None:
         # Drawn once and frozen in experiment.yaml so that a resumed run makes the same choices.
@@ -326,7 +352,34 @@ def _searcher(value: Any, space: Space) -> SearcherSpec:
     points = section.get("points_to_evaluate", None)
     if points is not None:
         points = tuple(_point(p, i, space) for i, p in enumerate(_as_list(points, "searcher.points_to_evaluate")))
-    return SearcherSpec(type=kind, seed=seed, points_to_evaluate=points)
+    return SearcherSpec(type=kind, seed=seed, points_to_evaluate=points, searcher_data=searcher_data,
+                        options=options)
+
+
+def _searcher_options(section: Section, kind: str) -> dict[str, Any]:
+    own = SEARCHER_OPTIONS[kind]
+    for name in section.data:
+        if name not in own and name not in ("type", "seed", "points_to_evaluate", "searcher_data"):
+            owners = [t for t, options in SEARCHER_OPTIONS.items() if name in options]
+            raise ConfigError(section.key(name), section.data[name],
+                              f"is an option of searcher type {' / '.join(owners)}, not of '{kind}'",
+                              f"options of '{kind}': {', '.join(own) or 'none'}")
+    options = {}
+    for name, (default, check) in own.items():
+        raw = section.data.get(name, default)
+        if raw is None:
+            options[name] = None
+            continue
+        key = section.key(name)
+        number = as_number(raw, key, integer=check in ("int", "int0"), positive=check in ("int", "positive"))
+        if check == "int0" and number < 0:
+            raise ConfigError(key, raw, "must be 0 or more")
+        if check == "fraction" and not 0 < number <= 1:
+            raise ConfigError(key, raw, "must be in (0, 1]")
+        if check == "rate" and not 0 <= number <= 1:
+            raise ConfigError(key, raw, "must be in [0, 1]")
+        options[name] = number
+    return options
 
 
 def _point(value: Any, index: int, space: Space) -> dict[str, Scalar]:
@@ -335,7 +388,7 @@ def _point(value: Any, index: int, space: Space) -> dict[str, Scalar]:
     point: dict[str, Scalar] = {}
     for param in space.params:
         if param.name in section.data:
-            given = section.data[param.name]
+            given = coerce_to_domain(param.domain, section.data[param.name])
             if not param.domain.contains(given):
                 raise ConfigError(f"{key}.{param.name}", given, f"must be {param.domain.describe()}")
             point[param.name] = given
@@ -347,7 +400,8 @@ def _budget(value: Any, searcher: SearcherSpec) -> BudgetSpec:
     max_trials = section.number("max_trials", None, integer=True, positive=True)
     raw_time = section.get("max_time", None)
     max_time = None if raw_time is None else parse_duration(raw_time, "budget.max_time")
-    if max_trials is None and max_time is None:
+    runs_out = searcher.type == "grid" or (searcher.type == "genetic" and searcher.options["generations"])
+    if max_trials is None and max_time is None and not runs_out:
         raise ConfigError("budget", value, f"{searcher.type} search never runs out of configurations",
                           "set budget.max_trials (e.g. 50) or budget.max_time (e.g. 2h)")
     return BudgetSpec(max_trials=max_trials, max_time=max_time)
@@ -399,6 +453,18 @@ def _space(value: Any, metric: MetricSpec) -> Space:
             raise ConfigError(key, name, "is a reserved column name of the export",
                               f"rename it; reserved: {', '.join(RESERVED_NAMES + (metric.name,))}")
         params.append(_param(name, spec, key))
+    names = {p.name for p in params}
+    for param in params:
+        for i, condition in enumerate(param.conditions):
+            if condition.parent not in names:
+                raise ConfigError(f"params.{param.name}.condition", condition.parent,
+                                  "names a parent parameter that does not exist",
+                                  f"use one of: {', '.join(sorted(names - {param.name}))}")
+    cycle = find_cycle(tuple(params))
+    if cycle:
+        raise ConfigError("params", " -> ".join(cycle), "conditions form a cycle: a parameter depends "
+                          f"on itself through {', '.join(sorted(set(cycle)))}",
+                          "remove one of these conditions")
     return Space(params=tuple(params))
 
 
@@ -414,14 +480,52 @@ def _param(name: str, spec: Any, key: str) -> Param:
     allowed = {"uniform": ("low", "high"), "loguniform": ("low", "high"), "randint": ("low", "high"),
                "lograndint": ("low", "high"), "choice": ("values",), "pchoice": ("values", "weights"),
                "fixed": ("value",)}[kind]
-    section = Section(spec, key, ("type", "default", "flag") + allowed)
+    section = Section(spec, key, ("type", "default", "flag", "condition") + allowed)
     if "flag" in spec:
         flag = _flag(spec["flag"], f"{key}.flag")
     domain = _domain(kind, section)
-    default = section.get("default", None)
+    conditions = _conditions(section.get("condition", None), f"{key}.condition")
+    default = coerce_to_domain(domain, section.get("default", None))
     if default is not None and not domain.contains(default):
         raise ConfigError(f"{key}.default", default, f"must be {domain.describe()}")
-    return Param(name=name, domain=domain, flag=flag, default=default)
+    return Param(name=name, domain=domain, flag=flag, default=default, conditions=conditions)
+
+
+def _conditions(value: Any, key: str) -> tuple[Condition, ...]:
+    """`condition: {parent: optimizer, equals: sgd}`, or a list of such that must all hold."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    conditions = []
+    for i, item in enumerate(items):
+        where = f"{key}[{i}]" if isinstance(value, list) else key
+        section = Section(item, where, ("parent",) + CONDITION_OPS)
+        parent = section.text("parent")
+        ops = [op for op in CONDITION_OPS if op in section.data]
+        if len(ops) != 1:
+            raise ConfigError(where, item, "needs exactly one test besides 'parent'",
+                              f"one of: {', '.join(CONDITION_OPS)}")
+        op = ops[0]
+        operand = section.data[op]
+        if op == "inside":
+            operand = tuple(_scalar(v, f"{where}.inside[{j}]") for j, v in enumerate(_as_list(operand, f"{where}.inside")))
+        elif op in ("greater_than", "less_than"):
+            operand = as_number(operand, f"{where}.{op}")
+        else:
+            operand = _scalar(operand, f"{where}.{op}")
+        conditions.append(Condition(parent=parent, op=op, value=operand))
+    return tuple(conditions)
+
+
+def coerce_to_domain(domain: Domain, value: Any) -> Any:
+    """A number written as text ('1e-3', which YAML 1.1 reads as a string) for a numeric range."""
+    if isinstance(value, str) and isinstance(domain, (Uniform, LogUniform, RandInt)):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if isinstance(domain, RandInt) and number.is_integer() else number
+    return value
 
 
 def _flag(value: Any, key: str) -> str | None:

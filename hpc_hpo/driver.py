@@ -22,7 +22,7 @@ from .journal import make_event
 from .metrics import LineTail, ReportParser
 from .progress import Progress
 from .schedulers import Scheduler, make_scheduler
-from .searchers import Searcher, make_searcher
+from .searchers import WAIT, Searcher, make_searcher
 from .state import CANCELLED, FAILED, FINISHED, PENDING, RUNNING, ExperimentState, TrialState, fold
 from .worker import TRIAL_DIR_ENV
 
@@ -126,7 +126,7 @@ class Driver:
             if trial.last_resource is not None and report.resource <= trial.last_resource:
                 continue  # a repeated or out-of-order line, e.g. after a requeue
             outcome = self.scheduler.on_report(trial.trial_id, report.resource, report.value)
-            self.searcher.on_report(trial.trial_id, report.resource, report.value)
+            self.searcher.on_report(trial.trial_id, report.resource, self._loss(report.value))
             started = trial.started_at or time.time()
             elapsed = (report.time if report.time is not None else time.time()) - started
             event = make_event("report", trial.trial_id, resource=_plain_number(report.resource),
@@ -179,11 +179,14 @@ class Driver:
         while free > 0 and not self._no_more_trials():
             index = len(self.state.trials)
             config = self.searcher.suggest(index)
+            if config is WAIT:
+                break  # the searcher needs results first; ask again next sweep
             if config is None:
                 self.exhausted = True
                 break
             trial_id = f"{index:04d}"
             self._apply(make_event("trial_created", trial_id, index=index, config=config), events)
+            self.searcher.on_trial_created(trial_id, config)
             self.to_start.append(self.state.trials[trial_id])
             free -= 1
 
@@ -240,9 +243,11 @@ class Driver:
         """Rebuild state, scheduler and searcher from the journal, in the order things happened."""
         for event in events:
             self.state.apply(event)
-            if event["type"] == "report":
+            if event["type"] == "trial_created":
+                self.searcher.on_trial_created(event["trial_id"], event["config"])
+            elif event["type"] == "report":
                 self.scheduler.on_report(event["trial_id"], float(event["resource"]), float(event["value"]))
-                self.searcher.on_report(event["trial_id"], float(event["resource"]), float(event["value"]))
+                self.searcher.on_report(event["trial_id"], float(event["resource"]), self._loss(float(event["value"])))
             elif event["type"] == "trial_ended":
                 self.scheduler.on_trial_end(event["trial_id"])
                 self.searcher.on_trial_end(event["trial_id"])
@@ -254,12 +259,16 @@ class Driver:
         for event in lost:
             self.state.apply(event)
             self.scheduler.on_trial_end(event["trial_id"])
+            self.searcher.on_trial_end(event["trial_id"])
         self.pending_events.extend(lost)
 
     def _time_used(self) -> float:
         return self.time_used_before + time.time() - self.run_started
 
     # ------------------------------------------------------------------ helpers
+
+    def _loss(self, value: float) -> float:
+        return value if self.config.metric.mode == "min" else -value
 
     def _apply(self, event: dict[str, Any], events: list[dict[str, Any]]) -> None:
         self.state.apply(event)

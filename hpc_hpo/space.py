@@ -144,6 +144,29 @@ class Fixed(Domain):
         return f"exactly {self.value!r}"
 
 
+CONDITION_OPS = ("equals", "not_equals", "greater_than", "less_than", "inside")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A parameter is active only when its parent is active and satisfies this (CrayAI's conditions)."""
+
+    parent: str
+    op: str  # one of CONDITION_OPS
+    value: Any  # a scalar, or a tuple of scalars for 'inside'
+
+    def holds(self, parent_value: Any) -> bool:
+        if self.op == "equals":
+            return parent_value == self.value
+        if self.op == "not_equals":
+            return parent_value != self.value
+        if self.op == "inside":
+            return parent_value in self.value
+        if not _is_number(parent_value):
+            return False
+        return parent_value > self.value if self.op == "greater_than" else parent_value < self.value
+
+
 @dataclass(frozen=True)
 class Param:
     """One hyperparameter: its domain, optional default and the flag that passes it to the program.
@@ -156,6 +179,7 @@ class Param:
     domain: Domain
     flag: str | None
     default: Scalar | None = None
+    conditions: tuple[Condition, ...] = ()
 
     def initial_value(self) -> Scalar:
         return self.default if self.default is not None else self.domain.midpoint()
@@ -170,25 +194,94 @@ class Param:
 
 @dataclass(frozen=True)
 class Space:
+    """The parameters in config order. Sampling walks them parents first (config validation
+    checked that conditions form no cycle), and a config holds only its active parameters."""
+
     params: tuple[Param, ...]
 
     @property
     def names(self) -> list[str]:
         return [p.name for p in self.params]
 
+    @property
+    def parents_first(self) -> tuple[Param, ...]:
+        return _parents_first(self.params)
+
+    def is_active(self, param: Param, config: Mapping[str, Any]) -> bool:
+        """Active iff every condition's parent is present (active) in `config` and satisfies it."""
+        return all(c.parent in config and c.holds(config[c.parent]) for c in param.conditions)
+
     def sample(self, rng: np.random.Generator) -> dict[str, Scalar]:
-        return {p.name: p.domain.sample(rng) for p in self.params}
+        return self.complete({}, lambda param: param.domain.sample(rng))
 
     def initial_config(self, partial: Mapping[str, Scalar] | None = None) -> dict[str, Scalar]:
         """Defaults, with the midpoint rule for parameters without one; `partial` overrides."""
         partial = partial or {}
-        return {p.name: partial.get(p.name, p.initial_value()) for p in self.params}
+        return self.complete(partial, lambda param: param.initial_value())
+
+    def complete(self, given: Mapping[str, Any], value_for: Any) -> dict[str, Scalar]:
+        """A config in config order: active parameters from `given`, else `value_for(param)`;
+        inactive parameters are left out, even when `given` has them."""
+        chosen: dict[str, Scalar] = {}
+        for param in self.parents_first:
+            if self.is_active(param, chosen):
+                chosen[param.name] = given[param.name] if param.name in given else value_for(param)
+        return {name: chosen[name] for name in self.names if name in chosen}
 
     def argv(self, config: Mapping[str, Scalar]) -> list[str]:
+        """Flags for the active parameters; an inactive one is not passed at all."""
         args: list[str] = []
         for param in self.params:
-            args += param.argv(config[param.name])
+            if param.name in config:
+                args += param.argv(config[param.name])
         return args
+
+
+def _parents_first(params: tuple[Param, ...]) -> tuple[Param, ...]:
+    by_name = {p.name: p for p in params}
+    ordered: list[Param] = []
+    placed: set[str] = set()
+
+    def place(param: Param) -> None:
+        if param.name in placed:
+            return
+        placed.add(param.name)
+        for condition in param.conditions:
+            if condition.parent in by_name:
+                place(by_name[condition.parent])
+        ordered.append(param)
+
+    for param in params:
+        place(param)
+    return tuple(ordered)
+
+
+def find_cycle(params: tuple[Param, ...]) -> list[str] | None:
+    """The members of a cycle in the parent graph, in order, or None."""
+    parents = {p.name: [c.parent for c in p.conditions] for p in params}
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        state[name] = 1
+        path.append(name)
+        for parent in parents.get(name, []):
+            if state.get(parent) == 1:
+                return path[path.index(parent):] + [parent]
+            if parent in parents and state.get(parent) is None:
+                found = visit(parent)
+                if found:
+                    return found
+        path.pop()
+        state[name] = 2
+        return None
+
+    for name in parents:
+        if state.get(name) is None:
+            found = visit(name)
+            if found:
+                return found
+    return None
 
 
 def _is_number(value: Any) -> bool:
