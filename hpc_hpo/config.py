@@ -50,9 +50,33 @@ DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True)
+class MetricComponent:
+    name: str
+    mode: str
+    weight: float
+
+
+@dataclass(frozen=True)
 class MetricSpec:
+    """The objective: one reported metric, or a weighted sum of several (CrayAI's metric weights).
+
+    With components, `name` is the combined value's name and `mode` its direction; a component
+    whose mode differs from it enters with a negative sign, so every weight says "how much".
+    """
+
     name: str
     mode: str  # "min" or "max"
+    components: tuple[MetricComponent, ...] = ()
+
+    @property
+    def reported(self) -> tuple[str, ...]:
+        """The names a report line must carry."""
+        return tuple(c.name for c in self.components) or (self.name,)
+
+    def combine(self, values: dict[str, float]) -> float:
+        if not self.components:
+            return values[self.name]
+        return sum(c.weight * (1 if c.mode == self.mode else -1) * values[c.name] for c in self.components)
 
 
 @dataclass(frozen=True)
@@ -290,10 +314,28 @@ def _command(value: Any, check_program: bool) -> tuple[str, ...]:
 
 
 def _metric(value: Any) -> MetricSpec:
-    section = Section(value, "metric", ("name", "mode"))
+    section = Section(value, "metric", ("name", "mode", "combine"))
     name = section.text("name", pattern=PARAM_NAME_PATTERN,
                         rule="must be a name of letters, digits, '_', '.', '-'")
-    return MetricSpec(name=name, mode=section.choice("mode", ("min", "max")))
+    mode = section.choice("mode", ("min", "max"))
+    combine = section.get("combine", None)
+    if combine is None:
+        return MetricSpec(name=name, mode=mode)
+    items = _as_list(combine, "metric.combine")
+    if not items:
+        raise ConfigError("metric.combine", combine, "must list at least one metric",
+                          "e.g. [{name: accuracy, mode: max, weight: 1}, {name: latency_ms, mode: min, weight: 0.01}]")
+    components = []
+    for i, item in enumerate(items):
+        part = Section(item, f"metric.combine[{i}]", ("name", "mode", "weight"))
+        component = MetricComponent(
+            name=part.text("name", pattern=PARAM_NAME_PATTERN, rule="must be a name of letters, digits, '_', '.', '-'"),
+            mode=part.choice("mode", ("min", "max")), weight=float(part.number("weight", 1.0, positive=True)))
+        if component.name == name or component.name in [c.name for c in components]:
+            raise ConfigError(part.key("name"), component.name,
+                              "must differ from metric.name and from the other combined metrics")
+        components.append(component)
+    return MetricSpec(name=name, mode=mode, components=tuple(components))
 
 
 def _resource(value: Any) -> ResourceSpec:
@@ -428,7 +470,12 @@ def _metric_regex(value: Any, metric: MetricSpec, resource: ResourceSpec) -> re.
     except re.error as exc:
         raise ConfigError("metric_regex", value, f"is not a valid regular expression ({exc})") from None
     names = set(pattern.groupindex)
-    if metric.name not in names and pattern.groups != 1:
+    if metric.components:
+        missing = [c.name for c in metric.components if c.name not in names]
+        if missing:
+            raise ConfigError("metric_regex", value, f"needs a named group for each combined metric; "
+                              f"missing: {', '.join(missing)}", f"e.g. '(?P<{missing[0]}>\\S+)'")
+    elif metric.name not in names and pattern.groups != 1:
         raise ConfigError("metric_regex", value,
                           f"needs one capture group, or a group named '{metric.name}' for the metric",
                           f"e.g. 'FoM: (\\S+)' or '{resource.name}=(?P<{resource.name}>\\d+) "
@@ -449,9 +496,10 @@ def _space(value: Any, metric: MetricSpec) -> Space:
         if not isinstance(name, str) or not PARAM_NAME_PATTERN.match(name):
             raise ConfigError(key, name, "parameter names are letters, digits, '_', '.', '-', "
                               "starting with a letter or '_'")
-        if name in RESERVED_NAMES or name == metric.name:
+        reserved = RESERVED_NAMES + (metric.name,) + tuple(c.name for c in metric.components)
+        if name in reserved:
             raise ConfigError(key, name, "is a reserved column name of the export",
-                              f"rename it; reserved: {', '.join(RESERVED_NAMES + (metric.name,))}")
+                              f"rename it; reserved: {', '.join(reserved)}")
         params.append(_param(name, spec, key))
     names = {p.name for p in params}
     for param in params:

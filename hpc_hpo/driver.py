@@ -134,6 +134,8 @@ class Driver:
                                decision=outcome.decision.value)
             if outcome.cutoff is not None:
                 event["cutoff"] = outcome.cutoff
+            if report.components is not None:
+                event["metrics"] = report.components
             self._apply(event, events)
             if outcome.decision.value in ("stop", "complete"):
                 self.progress.decided(trial, outcome.decision.value, report.resource, report.value, outcome.cutoff)
@@ -212,7 +214,7 @@ class Driver:
         handle = self.backend.submit(spec)
         source = trial_dir / ("stdout" if self.config.metric_regex is not None else "metrics.jsonl")
         parser = ReportParser(self.config.metric.name, self.config.resource.name, self.config.metric_regex,
-                              label=f"trial {trial.trial_id}")
+                              label=f"trial {trial.trial_id}", objective=self.config.metric)
         self._apply(make_event("trial_started", trial.trial_id, handle=handle, backend=self.backend.name,
                                attempt=1), self.pending_events)
         self.live[trial.trial_id] = LiveTrial(trial, LineTail(source), parser)

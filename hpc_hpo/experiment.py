@@ -36,7 +36,8 @@ def open_experiment(config: ExperimentConfig) -> tuple[Journal, bool]:
     journal = Journal(directory)
     journal.append([make_event("experiment_created", name=config.name, metric=config.metric.name,
                                mode=config.metric.mode, resource=config.resource.name,
-                               params=config.space.names)])
+                               params=config.space.names,
+                               combined=[c.name for c in config.metric.components])])
     return journal, False
 
 

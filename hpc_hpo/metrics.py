@@ -10,7 +10,10 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import MetricSpec
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +46,9 @@ class LineTail:
 @dataclass(frozen=True)
 class Report:
     resource: float
-    value: float
+    value: float  # the objective: the metric, or the weighted sum of the combined metrics
     time: float | None  # when the trial wrote it (unix seconds), if the line says
+    components: dict[str, float] | None = None  # the combined metrics' own values
 
 
 class ReportParser:
@@ -55,8 +59,12 @@ class ReportParser:
     logged once per file and skipped.
     """
 
-    def __init__(self, metric: str, resource: str, regex: re.Pattern[str] | None, label: str) -> None:
+    def __init__(self, metric: str, resource: str, regex: re.Pattern[str] | None, label: str,
+                 objective: MetricSpec | None = None) -> None:
         self.metric, self.resource, self.regex, self.label = metric, resource, regex, label
+        # With combined metrics a report needs each of them; the objective is their weighted sum.
+        self.objective = objective if objective is not None and objective.components else None
+        self.needed = self.objective.reported if self.objective else (metric,)
         self.count = 0
         self.warned: set[str] = set()
 
@@ -64,7 +72,7 @@ class ReportParser:
         reports = []
         for line in lines:
             fields = self._fields(line)
-            if fields is None or self.metric not in fields:
+            if fields is None or any(name not in fields for name in self.needed):
                 continue
             report = self._report(fields, line)
             if report is not None:
@@ -89,10 +97,13 @@ class ReportParser:
         return fields
 
     def _report(self, fields: dict[str, Any], line: str) -> Report | None:
-        value = _number(fields.get(self.metric))
-        if value is None:
-            self._warn("value", f"{self.label}: '{self.metric}' is not a number in {line[:200]!r}; skipped")
+        values = {name: _number(fields.get(name)) for name in self.needed}
+        bad = [name for name, number in values.items() if number is None]
+        if bad:
+            self._warn("value", f"{self.label}: '{bad[0]}' is not a number in {line[:200]!r}; skipped")
             return None
+        numbers: dict[str, float] = {k: v for k, v in values.items() if v is not None}
+        value = self.objective.combine(numbers) if self.objective else numbers[self.metric]
         if self.resource in fields:
             resource = _number(fields[self.resource])
             if resource is None or resource <= 0:
@@ -104,7 +115,8 @@ class ReportParser:
                                       "counting reports 1, 2, 3, ... instead")
             resource = float(self.count + 1)
         stamp = _number(fields.get("t")) if self.regex is None else None
-        return Report(resource=resource, value=value, time=stamp)
+        return Report(resource=resource, value=value, time=stamp,
+                      components=numbers if self.objective else None)
 
     def _warn(self, kind: str, message: str) -> None:
         if kind not in self.warned:

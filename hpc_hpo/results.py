@@ -14,7 +14,8 @@ EXPORT_TRAILING = ("elapsed_s", "decision")
 
 
 def export_columns(state: ExperimentState) -> list[str]:
-    return [*EXPORT_LEADING, state.metric, *EXPORT_TRAILING, *state.param_names]
+    """Fixed columns, the parameters, then (for a combined objective) each combined metric."""
+    return [*EXPORT_LEADING, state.metric, *EXPORT_TRAILING, *state.param_names, *state.combined]
 
 
 def write_export(state: ExperimentState, out: TextIO) -> int:
@@ -24,8 +25,9 @@ def write_export(state: ExperimentState, out: TextIO) -> int:
     for row in state.rows:
         config = state.trials[row.trial_id].config
         params = [_cell(config.get(name)) for name in state.param_names]
+        parts = [_cell((row.components or {}).get(name)) for name in state.combined]
         writer.writerow([row.trial_id, _cell(row.resource), _cell(row.value), _cell(row.elapsed_s),
-                         row.decision, *params])
+                         row.decision, *params, *parts])
     return len(state.rows)
 
 

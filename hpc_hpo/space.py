@@ -12,10 +12,12 @@ Scalar = int | float | str | bool
 
 def format_value(value: Scalar) -> str:
     """Text of a value on a command line: floats keep full precision, bools are lower case."""
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))  # plain float: numpy 2 scalars repr as 'np.float64(...)'
+    if isinstance(value, np.integer):
+        return str(int(value))
     return str(value)
 
 

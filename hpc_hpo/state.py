@@ -40,6 +40,7 @@ class ReportRow:
     value: float
     elapsed_s: float
     decision: str
+    components: dict[str, float] | None = None  # values of combined metrics, when the objective combines
 
 
 @dataclass
@@ -49,6 +50,7 @@ class ExperimentState:
     mode: str = "min"
     resource: str = "epoch"
     param_names: list[str] = field(default_factory=list)
+    combined: list[str] = field(default_factory=list)  # metrics the objective is a weighted sum of
     created_at: float | None = None
     trials: dict[str, TrialState] = field(default_factory=dict)
     rows: list[ReportRow] = field(default_factory=list)
@@ -72,6 +74,7 @@ class ExperimentState:
     def _on_experiment_created(self, e: dict[str, Any]) -> None:
         self.name, self.metric, self.mode = e["name"], e["metric"], e["mode"]
         self.resource, self.param_names = e["resource"], list(e["params"])
+        self.combined = list(e.get("combined", []))
         self.created_at = e["t"]
 
     def _on_run_started(self, e: dict[str, Any]) -> None:
@@ -90,10 +93,12 @@ class ExperimentState:
     def _on_report(self, e: dict[str, Any]) -> None:
         trial = self.trials[e["trial_id"]]
         value, resource = float(e["value"]), float(e["resource"])
-        self.rows.append(ReportRow(trial.trial_id, e["resource"], value, e["elapsed_s"], e["decision"]))
+        self.rows.append(ReportRow(trial.trial_id, e["resource"], value, e["elapsed_s"], e["decision"],
+                                   e.get("metrics")))
         trial.last_resource = resource
         trial.num_reports += 1
-        if self.is_better(value, trial.best_value):
+        # At an equal value the later (higher) resource counts: "the one that got further".
+        if self.is_better(value, trial.best_value) or (value == trial.best_value):
             trial.best_value, trial.best_resource = value, e["resource"]
         if e["decision"] in ("stop", "complete"):
             trial.decided = True

@@ -55,10 +55,10 @@ def report(**metrics: Any) -> None:
 
 def _plain(value: Any) -> Any:
     """numpy scalars and other number-likes become plain JSON numbers."""
-    if isinstance(value, (bool, int, str)) or value is None:
+    if isinstance(value, (bool, int, str, float)) or value is None:
         return value
-    if isinstance(value, float):
-        return value
+    if type(value).__name__.startswith("bool"):  # numpy.bool_ without importing numpy
+        return bool(value)
     try:
         number = float(value)
     except (TypeError, ValueError):

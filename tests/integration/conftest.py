@@ -35,7 +35,8 @@ def synthetic_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "execution": {"backend": "local", "num_parallel_evals": 4, "poll_interval": 0.05},
     }
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
+        # Sections merge with the defaults; params and metric are replaced whole.
+        if isinstance(value, dict) and isinstance(config.get(key), dict) and key not in ("params", "metric"):
             config[key] = {**config[key], **value}
         else:
             config[key] = value

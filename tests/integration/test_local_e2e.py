@@ -220,3 +220,31 @@ def test_changed_config_is_refused_on_resume(tmp_path: Path, run_experiment) -> 
     result = run_experiment(budget={"max_trials": 3}, scheduler={"reduction_factor": 2})
     assert result.returncode == 2
     assert "different config" in result.stderr and "scheduler" in result.stderr
+
+
+def test_weighted_sum_of_metrics_is_the_objective(tmp_path: Path) -> None:
+    # The synthetic trial reports 'loss'; the shell trial 'score'. Use the regex program's FoM twice over:
+    # a program printing two metrics, combined as loss + 0.5 * (-(speed)) with speed to maximise.
+    program = tmp_path / "two_metrics.py"
+    program.write_text(
+        "import sys\nfrom hpc_hpo import report\n"
+        "x = float(sys.argv[sys.argv.index('--x') + 1])\n"
+        "for epoch in range(1, 4):\n"
+        "    report(epoch=epoch, error=round(x / epoch, 3), speed=round(10 * x, 3))\n")
+    config = synthetic_config(
+        tmp_path, command=[sys.executable, str(program)],
+        params={"x": {"type": "uniform", "low": 0.0, "high": 1.0}},
+        metric={"name": "objective", "mode": "min",
+                "combine": [{"name": "error", "mode": "min", "weight": 1.0},
+                            {"name": "speed", "mode": "max", "weight": 0.5}]},
+        resource={"name": "epoch", "max": 3}, scheduler={"type": "fifo"}, budget={"max_trials": 3})
+    result = cli("run", str(write_config(tmp_path, config)), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = read_export(tmp_path)
+    assert list(rows[0]) == ["trial_id", "resource", "objective", "elapsed_s", "decision", "x", "error", "speed"]
+    assert len(rows) == 9
+    for row in rows:
+        expected = float(row["error"]) - 0.5 * float(row["speed"])  # speed is maximised: it enters negated
+        assert abs(float(row["objective"]) - expected) < 1e-12
+    best = json.loads(cli("best", str(tmp_path / "exp"), "--json", cwd=tmp_path).stdout)
+    assert best["value"] == min(float(r["objective"]) for r in rows)
