@@ -111,7 +111,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .worker import report
+    """Prints the decision when it is not 'continue' (e.g. 'pause'), so a shell trial can exit on it."""
+    from .worker import record
 
     values: dict[str, Any] = {}
     for pair in args.pairs:
@@ -119,7 +120,9 @@ def _report(args: argparse.Namespace) -> int:
         if not sep or not name:
             raise HpoError(f"'{pair}' is not NAME=VALUE; write e.g. epoch=3 accuracy=0.91")
         values[name] = _parse_value(text)
-    report(**values)
+    decision = record(values)
+    if decision != "continue":
+        print(decision)
     return 0
 
 

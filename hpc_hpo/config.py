@@ -21,7 +21,11 @@ from .errors import MISSING, ConfigError, HpoError
 from .space import (CONDITION_OPS, Choice, Condition, Domain, Fixed, LogRandInt, LogUniform, Param, RandInt,
                     Scalar, Space, Uniform, find_cycle)
 
-SCHEDULER_TYPES = ("fifo", "asha")
+# asha: stopping ASHA; promotion: ASHA that pauses trials at rungs and resumes the best (Li et al.
+# 2018); pasha: promotion ASHA whose maximum resource grows while the top ranking still changes;
+# sync_hyperband: synchronous Hyperband's exact bracket plan (Li et al. 2017).
+SCHEDULER_TYPES = ("fifo", "asha", "promotion", "pasha", "sync_hyperband")
+PAUSING_SCHEDULERS = ("promotion", "pasha", "sync_hyperband")
 SEARCHER_TYPES = ("random", "grid", "bayesopt", "kde", "genetic")
 SEARCHER_DATA = ("rungs", "all", "rungs_and_last")
 # Options of each searcher type: name -> (default, kind). Kinds: 'int' (>= 1), 'int0' (>= 0),
@@ -46,6 +50,7 @@ PARAM_TYPES = ("uniform", "loguniform", "randint", "lograndint", "choice", "pcho
 RESERVED_NAMES = ("trial_id", "resource", "elapsed_s", "decision")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 PARAM_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
+DEFAULT_RESUME_FLAGS = {"resume_from": "--resume_from", "checkpoint_dir": "--checkpoint_dir"}
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -83,6 +88,8 @@ class MetricSpec:
 class ResourceSpec:
     name: str
     max: float
+    # A parameter that tells the program how far to run: each run gets its target resource there.
+    max_resource_attr: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,14 @@ class SchedulerSpec:
     grace_period: float
     reduction_factor: float
     rung_levels: tuple[float, ...] | None
+    brackets: int = 1  # > 1: asynchronous Hyperband (asha, promotion)
+    rung_system_per_bracket: bool = True
+    ranking_epsilon: float = 0.0  # pasha: values closer than this rank as equal
+
+    @property
+    def pauses(self) -> bool:
+        """Trials pause at rungs and are resumed from their checkpoints."""
+        return self.type in PAUSING_SCHEDULERS
 
 
 @dataclass(frozen=True)
@@ -106,6 +121,8 @@ class SearcherSpec:
 class BudgetSpec:
     max_trials: int | None
     max_time: float | None  # seconds
+    max_resource: float | None = None  # total resource over all trials, then the experiment stops
+    metric_threshold: float | None = None  # stop once a report reaches it (<= for min, >= for max)
 
 
 @dataclass(frozen=True)
@@ -114,6 +131,8 @@ class ExecutionSpec:
     num_parallel_evals: int
     poll_interval: float
     stop_grace_period: float
+    # Flags a resumed run gets, besides HPC_HPO_RESUME_FROM / HPC_HPO_CHECKPOINT_DIR in its environment.
+    resume_flags: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_RESUME_FLAGS))
 
 
 @dataclass(frozen=True)
@@ -273,9 +292,12 @@ def validate_config(data: Any, experiment_dir: str | None = None,
     metric = _metric(top.get("metric"))
     resource = _resource(top.get("resource"))
     space = _space(top.get("params"), metric)
+    if resource.max_resource_attr is not None and resource.max_resource_attr not in space.names:
+        raise ConfigError("resource.max_resource_attr", resource.max_resource_attr, "must name a parameter in params",
+                          f"use one of: {', '.join(space.names)}")
     scheduler = _scheduler(top.get("scheduler", None), resource)
     searcher = _searcher(top.get("searcher", None), space)
-    budget = _budget(top.get("budget", None), searcher)
+    budget = _budget(top.get("budget", None), searcher, scheduler.type)
     execution = _execution(top.get("execution", None))
     regex = _metric_regex(top.get("metric_regex", None), metric, resource)
     where = experiment_dir or top.text("experiment_dir", None) or os.path.join("runs", name)
@@ -339,15 +361,28 @@ def _metric(value: Any) -> MetricSpec:
 
 
 def _resource(value: Any) -> ResourceSpec:
-    section = Section(value, "resource", ("name", "max"))
+    section = Section(value, "resource", ("name", "max", "max_resource_attr"))
     name = section.text("name", "epoch", pattern=PARAM_NAME_PATTERN,
                         rule="must be a name of letters, digits, '_', '.', '-'")
-    return ResourceSpec(name=name, max=section.number("max", positive=True))
+    attr = section.text("max_resource_attr", None, pattern=PARAM_NAME_PATTERN,
+                        rule="must name a parameter in params")
+    return ResourceSpec(name=name, max=section.number("max", positive=True), max_resource_attr=attr)
 
 
 def _scheduler(value: Any, resource: ResourceSpec) -> SchedulerSpec:
-    section = Section(value, "scheduler", ("type", "grace_period", "reduction_factor", "rung_levels"))
+    section = Section(value, "scheduler", ("type", "grace_period", "reduction_factor", "rung_levels", "brackets",
+                                           "rung_system_per_bracket", "ranking_epsilon"))
     kind = section.choice("type", SCHEDULER_TYPES, "asha")
+    brackets = section.number("brackets", 1, integer=True, positive=True)
+    if brackets > 1 and kind not in ("asha", "promotion"):
+        raise ConfigError("scheduler.brackets", brackets, f"applies to types asha and promotion, not '{kind}'",
+                          "remove it, or use type asha or promotion for asynchronous Hyperband")
+    per_bracket = section.get("rung_system_per_bracket", True)
+    if not isinstance(per_bracket, bool):
+        raise ConfigError("scheduler.rung_system_per_bracket", per_bracket, "must be true or false")
+    epsilon = float(section.number("ranking_epsilon", 0.0))
+    if epsilon < 0:
+        raise ConfigError("scheduler.ranking_epsilon", epsilon, "must be 0 or more")
     grace = section.number("grace_period", 1, positive=True)
     eta = section.number("reduction_factor", 3)
     if eta < 2:
@@ -360,7 +395,8 @@ def _scheduler(value: Any, resource: ResourceSpec) -> SchedulerSpec:
         raise ConfigError("scheduler.grace_period", grace,
                           f"must be less than resource.max ({resource.max})",
                           f"set grace_period below {resource.max} or raise resource.max")
-    return SchedulerSpec(type=kind, grace_period=grace, reduction_factor=float(eta), rung_levels=rungs)
+    return SchedulerSpec(type=kind, grace_period=grace, reduction_factor=float(eta), rung_levels=rungs,
+                         brackets=brackets, rung_system_per_bracket=per_bracket, ranking_epsilon=epsilon)
 
 
 def _rung_levels(value: Any, resource: ResourceSpec) -> tuple[float, ...]:
@@ -437,27 +473,44 @@ def _point(value: Any, index: int, space: Space) -> dict[str, Scalar]:
     return point
 
 
-def _budget(value: Any, searcher: SearcherSpec) -> BudgetSpec:
-    section = Section(value, "budget", ("max_trials", "max_time"))
+def _budget(value: Any, searcher: SearcherSpec, scheduler_type: str) -> BudgetSpec:
+    section = Section(value, "budget", ("max_trials", "max_time", "max_resource", "metric_threshold"))
     max_trials = section.number("max_trials", None, integer=True, positive=True)
+    max_resource = section.number("max_resource", None, positive=True)
+    threshold = section.number("metric_threshold", None)
     raw_time = section.get("max_time", None)
     max_time = None if raw_time is None else parse_duration(raw_time, "budget.max_time")
-    runs_out = searcher.type == "grid" or (searcher.type == "genetic" and searcher.options["generations"])
-    if max_trials is None and max_time is None and not runs_out:
+    runs_out = (searcher.type == "grid" or (searcher.type == "genetic" and searcher.options["generations"])
+                or scheduler_type == "sync_hyperband")
+    if max_trials is None and max_time is None and max_resource is None and not runs_out:
         raise ConfigError("budget", value, f"{searcher.type} search never runs out of configurations",
-                          "set budget.max_trials (e.g. 50) or budget.max_time (e.g. 2h)")
-    return BudgetSpec(max_trials=max_trials, max_time=max_time)
+                          "set budget.max_trials (e.g. 50), budget.max_time (e.g. 2h) or budget.max_resource")
+    return BudgetSpec(max_trials=max_trials, max_time=max_time, max_resource=max_resource,
+                      metric_threshold=threshold)
 
 
 def _execution(value: Any) -> ExecutionSpec:
     section = Section(value, "execution", ("backend", "num_parallel_evals", "poll_interval",
-                                           "stop_grace_period"))
+                                           "stop_grace_period", "resume_flags"))
     backend = section.choice("backend", BACKENDS, "auto")
     parallel = section.number("num_parallel_evals", os.cpu_count() or 1, integer=True, positive=True)
     poll = float(section.number("poll_interval", 0.5, positive=True))
     grace = float(section.number("stop_grace_period", 10, positive=True))
     return ExecutionSpec(backend=backend, num_parallel_evals=parallel, poll_interval=poll,
-                         stop_grace_period=grace)
+                         stop_grace_period=grace, resume_flags=_resume_flags(section.get("resume_flags", {})))
+
+
+def _resume_flags(value: Any) -> dict[str, str]:
+    """Which flags carry resume_from and checkpoint_dir to a resumed run; null turns one (or all) off."""
+    if value is None:
+        return {}
+    section = Section(value, "execution.resume_flags", tuple(DEFAULT_RESUME_FLAGS))
+    flags = {}
+    for name, default in DEFAULT_RESUME_FLAGS.items():
+        flag = _flag(section.data.get(name, default), section.key(name))
+        if flag is not None:
+            flags[name] = flag
+    return flags
 
 
 def _metric_regex(value: Any, metric: MetricSpec, resource: ResourceSpec) -> re.Pattern[str] | None:

@@ -1,33 +1,40 @@
 """The driver: one thread, one polling loop, the only place where scheduler, searcher and backend meet.
 
 Each sweep: poll the backend once, read the new complete lines of every running trial, let the
-scheduler decide, plan new trials, then write everything the sweep learned to the journal in one
-append (one fsync) before acting on it: cancel losers, start the planned trials. Acting after
-journaling means a crash never leaves an action the journal does not know was intended.
+scheduler decide, check the stop rules, plan what runs on free slots, then write everything the
+sweep learned to the journal in one append (one fsync) and only then act on it: tell trials their
+decisions, cancel losers, start and resume trials. Acting after journaling means a crash never
+leaves an action that the journal does not know was intended.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Callable
 
 from .backends import EXITED, Backend, LaunchSpec
 from .config import ExperimentConfig
 from .experiment import open_experiment, write_trial_config
 from .journal import make_event
-from .metrics import LineTail, ReportParser
+from .metrics import LineTail, Report, ReportParser
 from .progress import Progress
 from .schedulers import Scheduler, make_scheduler
-from .searchers import WAIT, Searcher, make_searcher
-from .state import CANCELLED, FAILED, FINISHED, PENDING, RUNNING, ExperimentState, TrialState, fold
-from .worker import TRIAL_DIR_ENV
+from .schedulers.base import DONE, WAIT, Decision, Resume, StartNew
+from .searchers import WAIT as SEARCHER_WAIT
+from .searchers import Searcher, make_searcher
+from .space import flag_argv
+from .state import CANCELLED, FAILED, FINISHED, PENDING, RUNNING, ExperimentState, TrialState
+from .worker import DECISION_FILE, TRIAL_DIR_ENV
 
 # How long a driver that is shutting down waits for cancelled trials to go.
 SHUTDOWN_WAIT_S = 30.0
+# Decisions after which a run's further lines are not fed to the scheduler.
+RUN_OVER = (Decision.STOP, Decision.COMPLETE, Decision.PAUSE)
 
 
 @dataclass
@@ -35,9 +42,8 @@ class LiveTrial:
     """What the driver keeps about a running trial besides its journaled state."""
 
     trial: TrialState
-    tail: LineTail
-    parser: ReportParser
-    complete_deadline: float | None = None  # when a completed trial that has not exited gets cancelled
+    run_over: Decision | None = None  # STOP, COMPLETE or PAUSE taken for the current run
+    exit_deadline: float | None = None  # when a run told to end that has not exited gets cancelled
 
 
 class Driver:
@@ -50,15 +56,18 @@ class Driver:
         self.state = ExperimentState()
         self.progress = Progress(self.state, progress_out, quiet)
         self.live: dict[str, LiveTrial] = {}
-        self.to_start: list[TrialState] = []
+        # Trial files are read across runs: a resumed trial appends to the same metrics file.
+        self.readers: dict[str, tuple[LineTail, ReportParser]] = {}
+        self.to_launch: list[tuple[TrialState, StartNew | Resume]] = []
+        self.actions: list[Callable[[], None]] = []  # carried out after the sweep's journal append
         self.pending_events: list[dict[str, Any]] = []
-        self.exhausted = False
+        self.no_new_trials = False
         self.stop_reason: str | None = None
 
     # ------------------------------------------------------------------ public
 
     def run(self) -> ExperimentState:
-        """Run (or resume) the experiment until its budget is spent or every trial has ended."""
+        """Run (or resume) the experiment until a budget or stop rule ends it or nothing is left to run."""
         self.journal, resumed = open_experiment(self.config)
         self._replay(self.journal.read())
         if self.state.finished:
@@ -68,10 +77,8 @@ class Driver:
         self.time_used_before = self.state.time_used()
         self._apply(make_event("run_started", host=os.uname().nodename, pid=os.getpid(), resumed=resumed),
                     self.pending_events)
-        self._emit(self.pending_events)
-        self.pending_events = []
         self.progress.say(f"{'resumed' if resumed else 'started'} experiment {self.config.name} in "
-                          f"{self.config.experiment_dir} ({self.backend.name}, "
+                          f"{self.config.experiment_dir} ({self.backend.name}, {self.config.scheduler.type}, "
                           f"{self.config.execution.num_parallel_evals} at a time)")
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
@@ -88,16 +95,15 @@ class Driver:
 
     def _loop(self) -> None:
         while True:
-            events: list[dict[str, Any]] = self.pending_events
-            self.pending_events = []
+            events, self.pending_events = self.pending_events, []
             self._sweep_trials(events)
-            self._check_budget(events)
-            self._plan_new_trials(events)
-            done = not self.live and not self.to_start and self._no_more_trials()
+            self._check_stop_rules()
+            self._plan(events)
+            done = not self.live and not self.to_launch
             if done:
-                self._apply(make_event("experiment_ended", reason=self.stop_reason or "all trials ended",
+                self._apply(make_event("experiment_ended", reason=self.stop_reason or self._why_done(),
                                        final=True), events)
-            self._emit(events)
+            self.journal.append(events)
             self._act()
             self.progress.maybe_summary()
             if done:
@@ -108,50 +114,73 @@ class Driver:
     def _sweep_trials(self, events: list[dict[str, Any]]) -> None:
         """Read every running trial's new reports; record the trials whose process has ended."""
         statuses = self.backend.poll([lt.trial.handle for lt in self.live.values() if lt.trial.handle])
-        for trial_id, live in list(self.live.items()):
+        now = time.monotonic()
+        for live in list(self.live.values()):
             status = statuses.get(live.trial.handle or "")
-            # Read after polling: lines written before the exit are all there now.
+            # Read after polling: the lines written before an exit are all there now.
             self._read_reports(live, events)
             if status is not None and status.state == EXITED:
-                self._trial_ended(live, status.exit_code, status.reason, events)
-            elif live.complete_deadline is not None and time.monotonic() > live.complete_deadline:
-                self.backend.cancel(live.trial.handle or "")
+                self._run_ended(live, status.exit_code, status.reason, events)
+            elif live.exit_deadline is not None and now > live.exit_deadline:
+                live.exit_deadline = None
+                self.actions.append(lambda handle=live.trial.handle: self.backend.cancel(handle or ""))
+        self.progress.maybe_new_best()
 
     def _read_reports(self, live: LiveTrial, events: list[dict[str, Any]]) -> None:
         trial = live.trial
-        lines = live.tail.read_lines()
-        for report in live.parser.parse(lines):
-            if trial.decided:
-                break  # lines after a stop/complete decision stay in the file but are not fed
+        tail, parser = self.readers[trial.trial_id]
+        for report in parser.parse(tail.read_lines()):
+            if live.run_over is not None:
+                break  # lines after a stop/complete/pause decision stay in the file but are not fed
             if trial.last_resource is not None and report.resource <= trial.last_resource:
-                continue  # a repeated or out-of-order line, e.g. after a requeue
-            outcome = self.scheduler.on_report(trial.trial_id, report.resource, report.value)
-            self.searcher.on_report(trial.trial_id, report.resource, self._loss(report.value))
-            started = trial.started_at or time.time()
-            elapsed = (report.time if report.time is not None else time.time()) - started
-            event = make_event("report", trial.trial_id, resource=_plain_number(report.resource),
-                               value=report.value, elapsed_s=round(max(elapsed, 0.0), 3),
-                               decision=outcome.decision.value)
-            if outcome.cutoff is not None:
-                event["cutoff"] = outcome.cutoff
-            if report.components is not None:
-                event["metrics"] = report.components
-            self._apply(event, events)
-            if outcome.decision.value in ("stop", "complete"):
-                self.progress.decided(trial, outcome.decision.value, report.resource, report.value, outcome.cutoff)
-                self._on_decided(live, outcome.decision.value)
-        self.progress.maybe_new_best()
+                continue  # a repeated or out-of-order line, e.g. after a requeue or a resume
+            self._process_report(live, report, events)
 
-    def _on_decided(self, live: LiveTrial, decision: str) -> None:
-        if decision == "stop":
-            self.backend.cancel(live.trial.handle or "")
-        else:
-            # Completed: give the program time to save and exit on its own before cancelling it.
-            live.complete_deadline = time.monotonic() + self.config.execution.stop_grace_period
-
-    def _trial_ended(self, live: LiveTrial, exit_code: int | None, reason: str | None,
-                     events: list[dict[str, Any]]) -> None:
+    def _process_report(self, live: LiveTrial, report: Report, events: list[dict[str, Any]]) -> None:
         trial = live.trial
+        outcome = self.scheduler.on_report(trial.trial_id, report.resource, report.value)
+        self.searcher.on_report(trial.trial_id, report.resource, self._loss(report.value))
+        started = trial.started_at or time.time()
+        elapsed = (report.time if report.time is not None else time.time()) - started
+        event = make_event("report", trial.trial_id, resource=_plain_number(report.resource),
+                           value=report.value, elapsed_s=round(max(elapsed, 0.0), 3),
+                           decision=outcome.decision.value)
+        for name, value in (("cutoff", outcome.cutoff), ("target", outcome.target), ("metrics", report.components)):
+            if value is not None:
+                event[name] = value
+        self._apply(event, events)
+        self._check_threshold(trial, report.value)
+        if outcome.decision == Decision.CONTINUE:
+            return
+        self.progress.decided(trial, outcome.decision.value, report.resource, report.value, outcome.cutoff,
+                              outcome.target)
+        self._tell_trial(trial, report.resource, outcome.decision, outcome.target)
+        if outcome.decision in RUN_OVER:
+            live.run_over = outcome.decision
+        if outcome.decision == Decision.STOP:
+            self.actions.append(lambda: self.backend.cancel(trial.handle or ""))
+        elif outcome.decision in (Decision.COMPLETE, Decision.PAUSE):
+            # Give the program time to save its checkpoint and exit on its own before cancelling it.
+            live.exit_deadline = time.monotonic() + self.config.execution.stop_grace_period
+
+    def _tell_trial(self, trial: TrialState, resource: float, decision: Decision, target: float | None) -> None:
+        """The decision file a trial's report() waits for at its target (written after journaling)."""
+        message = {"resource": _plain_number(resource), "decision": decision.value}
+        if target is not None:
+            message["target"] = _plain_number(target)
+        self.actions.append(lambda: _write_atomically(self._trial_dir(trial.trial_id) / DECISION_FILE,
+                                                      json.dumps(message)))
+
+    def _run_ended(self, live: LiveTrial, exit_code: int | None, reason: str | None,
+                   events: list[dict[str, Any]]) -> None:
+        trial = live.trial
+        del self.live[trial.trial_id]
+        # A run told to pause is paused if it exited cleanly, or by a signal: we cancel it after the grace period.
+        ended_well = exit_code is not None and exit_code <= 0
+        if live.run_over == Decision.PAUSE and self.stop_reason is None and ended_well:
+            self._apply(make_event("trial_paused", trial.trial_id, exit_code=exit_code), events)
+            self.scheduler.on_paused(trial.trial_id)
+            return
         state = FINISHED if exit_code == 0 else FAILED
         if self.stop_reason is not None and not trial.decided:
             state = CANCELLED
@@ -163,62 +192,143 @@ class Driver:
         self._apply(make_event("trial_ended", trial.trial_id, **fields), events)
         self.scheduler.on_trial_end(trial.trial_id)
         self.searcher.on_trial_end(trial.trial_id)
-        del self.live[trial.trial_id]
         self.progress.ended(trial, str(self._trial_dir(trial.trial_id)))
 
-    def _check_budget(self, events: list[dict[str, Any]]) -> None:
-        max_time = self.config.budget.max_time
-        if self.stop_reason is None and max_time is not None and self._time_used() >= max_time:
-            self.stop_reason = f"max_time ({max_time:g} s) reached"
-            self.progress.say(f"{self.stop_reason}: cancelling {len(self.live)} running trials")
-            self.to_start.clear()
-            for live in self.live.values():
-                self.backend.cancel(live.trial.handle or "")
+    # ------------------------------------------------------------------ stop rules and budget
 
-    def _plan_new_trials(self, events: list[dict[str, Any]]) -> None:
-        """Journal the intent to start trials for every free slot; they start after the append."""
-        free = self.config.execution.num_parallel_evals - len(self.live) - len(self.to_start)
-        while free > 0 and not self._no_more_trials():
+    def _check_threshold(self, trial: TrialState, value: float) -> None:
+        threshold = self.config.budget.metric_threshold
+        if threshold is None or self.stop_reason is not None:
+            return
+        if (value <= threshold) if self.config.metric.mode == "min" else (value >= threshold):
+            self._stop_experiment(f"metric_threshold reached: trial {trial.trial_id} "
+                                  f"{self.config.metric.name}={value:.6g}")
+
+    def _check_stop_rules(self) -> None:
+        budget = self.config.budget
+        if self.stop_reason is not None:
+            return
+        if budget.max_time is not None and self._time_used() >= budget.max_time:
+            self._stop_experiment(f"max_time ({budget.max_time:g} s) reached")
+        elif budget.max_resource is not None and self._resource_used() >= budget.max_resource:
+            self._stop_experiment(f"max_resource ({budget.max_resource:g}) spent")
+
+    def _stop_experiment(self, reason: str) -> None:
+        """A stop rule fired: start nothing more and cancel every running trial."""
+        self.stop_reason = reason
+        self.progress.say(f"{reason}: cancelling {len(self.live)} running trials")
+        for live in self.live.values():
+            self.actions.append(lambda handle=live.trial.handle: self.backend.cancel(handle or ""))
+
+    def _resource_used(self) -> float:
+        """Resource spent over all trials: each trial's furthest report (resumed runs continue from checkpoints)."""
+        return sum(t.last_resource or 0 for t in self.state.trials.values())
+
+    def _time_used(self) -> float:
+        return self.time_used_before + time.time() - self.run_started
+
+    def _why_done(self) -> str:
+        limit = self.config.budget.max_trials
+        if limit is not None and len(self.state.trials) >= limit:
+            return f"max_trials ({limit}) reached and every trial ended"
+        return "nothing more to run"
+
+    # ------------------------------------------------------------------ planning free slots
+
+    def _plan(self, events: list[dict[str, Any]]) -> None:
+        """Fill free slots with what the scheduler wants: a resumed trial or a new one; journaled now, launched after."""
+        free = self.config.execution.num_parallel_evals - len(self.live) - len(self.to_launch)
+        while free > 0 and self.stop_reason is None:
             index = len(self.state.trials)
-            config = self.searcher.suggest(index)
-            if config is WAIT:
-                break  # the searcher needs results first; ask again next sweep
-            if config is None:
-                self.exhausted = True
+            action = self.scheduler.next_action(index)
+            if action is WAIT or action is DONE:
                 break
-            trial_id = f"{index:04d}"
-            self._apply(make_event("trial_created", trial_id, index=index, config=config), events)
-            self.searcher.on_trial_created(trial_id, config)
-            self.to_start.append(self.state.trials[trial_id])
+            if isinstance(action, Resume):
+                trial = self.state.trials[action.trial_id]
+                self._apply(make_event("trial_resumed", trial.trial_id, resume_from=_plain_number(action.resume_from),
+                                       target=_plain_number(action.target)), events)
+            else:
+                trial = self._new_trial(index, action, events)
+                if trial is None:
+                    break
+            self.scheduler.on_start(trial.trial_id, action)
+            self.to_launch.append((trial, action))
             free -= 1
 
-    def _no_more_trials(self) -> bool:
+    def _new_trial(self, index: int, action: StartNew, events: list[dict[str, Any]]) -> TrialState | None:
         limit = self.config.budget.max_trials
-        return self.stop_reason is not None or self.exhausted or (
-            limit is not None and len(self.state.trials) >= limit)
+        if self.no_new_trials or (limit is not None and index >= limit):
+            return None
+        config = self.searcher.suggest(index)
+        if config is SEARCHER_WAIT:
+            return None  # the searcher needs results first; ask again next sweep
+        if config is None:
+            self.no_new_trials = True
+            return None
+        trial_id = f"{index:04d}"
+        self._apply(make_event("trial_created", trial_id, index=index, config=config, bracket=action.bracket,
+                               target=_plain_number(action.target)), events)
+        self.searcher.on_trial_created(trial_id, config)
+        return self.state.trials[trial_id]
+
+    # ------------------------------------------------------------------ acting after the append
 
     def _act(self) -> None:
-        """Start the trials planned in this sweep; their start events go into the next append."""
-        for trial in self.to_start:
-            self._start(trial)
-        self.to_start.clear()
+        actions, self.actions = self.actions, []
+        for action in actions:
+            action()
+        for trial, plan in self.to_launch:
+            self._launch(trial, plan)
+        self.to_launch.clear()
 
-    def _start(self, trial: TrialState) -> None:
+    def _launch(self, trial: TrialState, plan: StartNew | Resume) -> None:
         trial_dir = self._trial_dir(trial.trial_id)
-        write_trial_config(trial_dir, trial.config)
-        spec = LaunchSpec(trial_id=trial.trial_id,
-                          argv=tuple(self.config.command) + tuple(self.config.space.argv(trial.config)),
-                          cwd=Path.cwd(), trial_dir=trial_dir,
-                          env={TRIAL_DIR_ENV: str(trial_dir), "HPC_HPO_TRIAL_ID": trial.trial_id,
-                               "HPC_HPO_EXPERIMENT_DIR": str(self.config.experiment_dir)})
+        if isinstance(plan, StartNew):
+            write_trial_config(trial_dir, trial.config)
+        (trial_dir / DECISION_FILE).unlink(missing_ok=True)  # no stale decision for the new run
+        resume_from = plan.resume_from if isinstance(plan, Resume) else 0
+        spec = LaunchSpec(trial_id=trial.trial_id, argv=self._argv(trial, plan.target, resume_from),
+                          cwd=Path.cwd(), trial_dir=trial_dir, env=self._env(trial, plan.target, resume_from))
         handle = self.backend.submit(spec)
-        source = trial_dir / ("stdout" if self.config.metric_regex is not None else "metrics.jsonl")
-        parser = ReportParser(self.config.metric.name, self.config.resource.name, self.config.metric_regex,
-                              label=f"trial {trial.trial_id}", objective=self.config.metric)
         self._apply(make_event("trial_started", trial.trial_id, handle=handle, backend=self.backend.name,
-                               attempt=1), self.pending_events)
-        self.live[trial.trial_id] = LiveTrial(trial, LineTail(source), parser)
-        self.progress.started(trial)
+                               run=trial.runs + 1), self.pending_events)
+        if trial.trial_id not in self.readers:
+            source = trial_dir / ("stdout" if self.config.metric_regex is not None else "metrics.jsonl")
+            self.readers[trial.trial_id] = (LineTail(source), ReportParser(
+                self.config.metric.name, self.config.resource.name, self.config.metric_regex,
+                label=f"trial {trial.trial_id}", objective=self.config.metric))
+        self.live[trial.trial_id] = LiveTrial(trial)
+        if isinstance(plan, Resume):
+            self.progress.resumed(trial, plan.resume_from, plan.target)
+        else:
+            self.progress.started(trial)
+
+    def _argv(self, trial: TrialState, target: float, resume_from: float) -> tuple[str, ...]:
+        """The command, the hyperparameter flags (the max_resource_attr one set to this run's target),
+        and for a resumed run the resume flags."""
+        config = dict(trial.config)
+        attr = self.config.resource.max_resource_attr
+        if attr is not None and attr in config:
+            config[attr] = _plain_number(target)
+        argv = list(self.config.command) + self.config.space.argv(config)
+        if resume_from:
+            flags = self.config.execution.resume_flags
+            values = {"resume_from": _plain_number(resume_from),
+                      "checkpoint_dir": str(self._trial_dir(trial.trial_id) / "checkpoint")}
+            for name, flag in flags.items():
+                argv += flag_argv(flag, values[name])
+        return tuple(argv)
+
+    def _env(self, trial: TrialState, target: float, resume_from: float) -> dict[str, str]:
+        trial_dir = self._trial_dir(trial.trial_id)
+        return {TRIAL_DIR_ENV: str(trial_dir), "HPC_HPO_TRIAL_ID": trial.trial_id,
+                "HPC_HPO_EXPERIMENT_DIR": str(self.config.experiment_dir),
+                "HPC_HPO_CHECKPOINT_DIR": str(trial_dir / "checkpoint"),
+                "HPC_HPO_RESUME_FROM": str(_plain_number(resume_from)),
+                "HPC_HPO_TARGET_RESOURCE": str(_plain_number(target)),
+                "HPC_HPO_MAX_RESOURCE": str(_plain_number(self.config.resource.max)),
+                "HPC_HPO_RESOURCE_NAME": self.config.resource.name,
+                "HPC_HPO_RUN": str(trial.runs + 1)}
 
     # ------------------------------------------------------------------ shutdown and resume
 
@@ -228,44 +338,46 @@ class Driver:
         self.progress.say(f"{reason}: cancelling {len(self.live)} running trials")
         for live in self.live.values():
             self.backend.cancel(live.trial.handle or "")
-        events = self.pending_events
-        self.pending_events = []
+        events, self.pending_events = self.pending_events, []
+        self.to_launch.clear()  # journaled as created/resumed but never started: replay treats them as lost
         deadline = time.monotonic() + SHUTDOWN_WAIT_S
         while self.live and time.monotonic() < deadline:
             self._sweep_trials(events)
             if self.live:
                 time.sleep(0.05)
         for live in list(self.live.values()):
-            self._trial_ended(live, None, "did not end after cancel", events)
+            self._run_ended(live, None, "did not end after cancel", events)
         # Not final: running `hpc-hpo run` again resumes the experiment.
         self._apply(make_event("experiment_ended", reason=reason, final=False), events)
-        self._emit(events)
+        self.journal.append(events)
 
     def _replay(self, events: list[dict[str, Any]]) -> None:
-        """Rebuild state, scheduler and searcher from the journal, in the order things happened."""
+        """Rebuild state, scheduler and searcher from the journal by making the same calls in the same order."""
         for event in events:
             self.state.apply(event)
-            if event["type"] == "trial_created":
-                self.searcher.on_trial_created(event["trial_id"], event["config"])
-            elif event["type"] == "report":
-                self.scheduler.on_report(event["trial_id"], float(event["resource"]), float(event["value"]))
-                self.searcher.on_report(event["trial_id"], float(event["resource"]), self._loss(float(event["value"])))
-            elif event["type"] == "trial_ended":
-                self.scheduler.on_trial_end(event["trial_id"])
-                self.searcher.on_trial_end(event["trial_id"])
-        # Trials the previous driver left behind: not re-adopted yet, so they are recorded as cancelled.
-        orphans = [t for t in self.state.trials.values() if t.state in (PENDING, RUNNING) or
-                   (t.decided and not t.process_ended)]
-        lost = [make_event("trial_ended", t.trial_id, state=CANCELLED, exit_code=None,
-                           reason="the driver that ran it stopped") for t in orphans]
-        for event in lost:
-            self.state.apply(event)
-            self.scheduler.on_trial_end(event["trial_id"])
-            self.searcher.on_trial_end(event["trial_id"])
-        self.pending_events.extend(lost)
-
-    def _time_used(self) -> float:
-        return self.time_used_before + time.time() - self.run_started
+            kind, trial_id = event["type"], event.get("trial_id", "")
+            if kind == "trial_created":
+                self.scheduler.on_start(trial_id, StartNew(target=event.get("target", self.config.resource.max),
+                                                           bracket=event.get("bracket", 0)))
+                self.searcher.on_trial_created(trial_id, event["config"])
+            elif kind == "trial_resumed":
+                self.scheduler.on_start(trial_id, Resume(trial_id, event["resume_from"], event["target"]))
+            elif kind == "report":
+                self.scheduler.on_report(trial_id, float(event["resource"]), float(event["value"]))
+                self.searcher.on_report(trial_id, float(event["resource"]), self._loss(float(event["value"])))
+            elif kind == "trial_paused":
+                self.scheduler.on_paused(trial_id)
+            elif kind == "trial_ended":
+                self.scheduler.on_trial_end(trial_id)
+                self.searcher.on_trial_end(trial_id)
+        # Runs the previous driver left behind are not re-adopted yet: they are recorded as cancelled.
+        orphans = [t for t in self.state.trials.values() if t.state in (PENDING, RUNNING)]
+        for trial in orphans:
+            event = make_event("trial_ended", trial.trial_id, state=CANCELLED, exit_code=None,
+                               reason="the driver that ran it stopped")
+            self._apply(event, self.pending_events)
+            self.scheduler.on_trial_end(trial.trial_id)
+            self.searcher.on_trial_end(trial.trial_id)
 
     # ------------------------------------------------------------------ helpers
 
@@ -275,9 +387,6 @@ class Driver:
     def _apply(self, event: dict[str, Any], events: list[dict[str, Any]]) -> None:
         self.state.apply(event)
         events.append(event)
-
-    def _emit(self, events: list[dict[str, Any]]) -> None:
-        self.journal.append(events)
 
     def _trial_dir(self, trial_id: str) -> Path:
         return self.config.experiment_dir / "trials" / trial_id
@@ -289,6 +398,13 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def _plain_number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def _tail_of(path: Path, max_bytes: int = 2000) -> str:

@@ -26,9 +26,17 @@ class Progress:
     def started(self, trial: TrialState) -> None:
         self.say(f"started   {trial.trial_id}  {describe_config(trial.config)}")
 
+    def resumed(self, trial: TrialState, resume_from: float, target: float) -> None:
+        self.say(f"resumed   {trial.trial_id}  from {self.state.resource} {resume_from:g} to {target:g}")
+
     def decided(self, trial: TrialState, decision: str, resource: float, value: float,
-                cutoff: float | None) -> None:
+                cutoff: float | None, target: float | None = None) -> None:
         metric = f"{self.state.metric}={value:.6g}"
+        if decision == "pause":
+            self.say(f"paused    {trial.trial_id}  at {self.state.resource} {resource:g}: {metric}")
+        elif decision == "promote":
+            self.say(f"promoted  {trial.trial_id}  at {self.state.resource} {resource:g}: {metric}; "
+                     f"runs on to {target:g}")
         if decision == "stop":
             self.say(f"stopped   {trial.trial_id}  at {self.state.resource} {resource:g}: {metric} "
                      f"is worse than the rung cutoff {cutoff:.6g}" if cutoff is not None
@@ -54,7 +62,8 @@ class Progress:
         if not force and now - self.last_summary < SUMMARY_EVERY_S:
             return
         self.last_summary = now
-        counts = {name: 0 for name in ("running", "stopped", "completed", "finished", "failed", "cancelled")}
+        counts = {name: 0 for name in ("running", "paused", "stopped", "completed", "finished", "failed",
+                                       "cancelled")}
         for trial in self.state.trials.values():
             counts[trial.state] = counts.get(trial.state, 0) + 1
         text = ", ".join(f"{n} {name}" for name, n in counts.items() if n or name == RUNNING)

@@ -146,6 +146,13 @@ class Fixed(Domain):
         return f"exactly {self.value!r}"
 
 
+def flag_argv(flag: str, value: Scalar) -> list[str]:
+    """`--lr 0.1` as two argv entries, or `--lr=0.1` as one when the flag ends in '='."""
+    if flag.endswith("="):
+        return [flag + format_value(value)]
+    return [flag, format_value(value)]
+
+
 CONDITION_OPS = ("equals", "not_equals", "greater_than", "less_than", "inside")
 
 
@@ -187,11 +194,7 @@ class Param:
         return self.default if self.default is not None else self.domain.midpoint()
 
     def argv(self, value: Scalar) -> list[str]:
-        if self.flag is None:
-            return []
-        if self.flag.endswith("="):
-            return [self.flag + format_value(value)]
-        return [self.flag, format_value(value)]
+        return [] if self.flag is None else flag_argv(self.flag, value)
 
 
 @dataclass(frozen=True)

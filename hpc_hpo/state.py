@@ -9,7 +9,7 @@ from typing import Any, Iterable
 from .journal import read_events
 
 # Trial states. A trial whose stop/complete decision is taken keeps that state when its process ends.
-PENDING, RUNNING = "pending", "running"
+PENDING, RUNNING, PAUSED = "pending", "running", "paused"
 STOPPED, COMPLETED, FINISHED, FAILED, CANCELLED = "stopped", "completed", "finished", "failed", "cancelled"
 ENDED_STATES = (STOPPED, COMPLETED, FINISHED, FAILED, CANCELLED)
 
@@ -31,6 +31,10 @@ class TrialState:
     decided: bool = False  # a stop/complete decision was taken: later lines are not fed to the scheduler
     process_ended: bool = False
     num_reports: int = 0
+    bracket: int = 0
+    target: float | None = None  # the resource the current run goes to
+    runs: int = 0  # processes started for this trial: 1, then one more per resume
+    resume_from: float = 0
 
 
 @dataclass
@@ -84,11 +88,24 @@ class ExperimentState:
         self.ended, self.finished = None, False
 
     def _on_trial_created(self, e: dict[str, Any]) -> None:
-        self.trials[e["trial_id"]] = TrialState(e["trial_id"], e["index"], e["config"])
+        self.trials[e["trial_id"]] = TrialState(e["trial_id"], e["index"], e["config"],
+                                                bracket=e.get("bracket", 0), target=e.get("target"))
+
+    def _on_trial_resumed(self, e: dict[str, Any]) -> None:
+        trial = self.trials[e["trial_id"]]
+        trial.state, trial.process_ended = PENDING, False
+        trial.resume_from, trial.target = e["resume_from"], e["target"]
 
     def _on_trial_started(self, e: dict[str, Any]) -> None:
         trial = self.trials[e["trial_id"]]
-        trial.state, trial.handle, trial.started_at = RUNNING, e["handle"], e["t"]
+        trial.state, trial.handle = RUNNING, e["handle"]
+        trial.runs += 1
+        if trial.started_at is None:
+            trial.started_at = e["t"]
+
+    def _on_trial_paused(self, e: dict[str, Any]) -> None:
+        trial = self.trials[e["trial_id"]]
+        trial.state, trial.process_ended, trial.exit_code = PAUSED, True, e.get("exit_code")
 
     def _on_report(self, e: dict[str, Any]) -> None:
         trial = self.trials[e["trial_id"]]
@@ -103,6 +120,8 @@ class ExperimentState:
         if e["decision"] in ("stop", "complete"):
             trial.decided = True
             trial.state = STOPPED if e["decision"] == "stop" else COMPLETED
+        elif e["decision"] == "promote":
+            trial.target = e["target"]
 
     def _on_trial_ended(self, e: dict[str, Any]) -> None:
         trial = self.trials[e["trial_id"]]

@@ -1,19 +1,28 @@
 """The trial side: `report()` appends one JSON line to this trial's metrics file.
 
 Kept free of heavy imports so that `from hpc_hpo import report` costs a trial nothing.
+
+When a run reaches its target resource below the maximum (a rung, under a pausing scheduler),
+report() waits for the driver's verdict in the trial's decision file: 'promote' raises the
+target and returns; 'pause' (or 'stop', 'complete') ends the process with exit code 0, so a
+program should save its checkpoint before it reports.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 TRIAL_DIR_ENV = "HPC_HPO_TRIAL_DIR"
+DECISION_FILE = "decision.json"
+DECISION_TIMEOUT_ENV = "HPC_HPO_DECISION_TIMEOUT"  # seconds to wait for a verdict (default 120)
 _warned_outside = False
+_promoted_target: float | None = None  # a PROMOTE raised this run's target
 
 
 def trial_dir() -> Path | None:
@@ -27,30 +36,87 @@ def checkpoint_dir() -> Path | None:
     directory = trial_dir()
     if directory is None:
         return None
-    path = directory / "checkpoint"
+    path = Path(os.environ.get("HPC_HPO_CHECKPOINT_DIR") or directory / "checkpoint")
     path.mkdir(exist_ok=True)
     return path
 
 
-def report(**metrics: Any) -> None:
-    """Record one report, e.g. report(epoch=3, accuracy=0.91).
+def resume_from() -> float:
+    """The resource this run resumes from (its checkpoint's), 0 for a fresh start."""
+    return float(os.environ.get("HPC_HPO_RESUME_FROM") or 0)
+
+
+def target_resource() -> float | None:
+    """How far this run should go: the next rung under a pausing scheduler, else the maximum."""
+    if _promoted_target is not None:
+        return _promoted_target
+    value = os.environ.get("HPC_HPO_TARGET_RESOURCE")
+    return float(value) if value else None
+
+
+def report(**metrics: Any) -> str:
+    """Record one report, e.g. report(epoch=3, accuracy=0.91); returns the decision ('continue' mostly).
 
     Outside a trial this does nothing and warns once, so the same script runs standalone.
     The file is opened, appended and closed each time: on NFS, close() is what makes the
     line visible to the driver on another node (close-to-open consistency).
     """
+    decision = record(metrics)
+    if decision in ("pause", "stop", "complete"):
+        sys.exit(0)
+    return decision
+
+
+def record(metrics: dict[str, Any]) -> str:
+    """report() without ending the process: the decision is returned ('hpc-hpo report' prints it)."""
     global _warned_outside
     directory = trial_dir()
     if directory is None:
         if not _warned_outside:
             _warned_outside = True
             warnings.warn(f"hpc_hpo.report() called outside a trial ({TRIAL_DIR_ENV} is not set); "
-                          "nothing is recorded", stacklevel=2)
-        return
+                          "nothing is recorded", stacklevel=3)
+        return "continue"
     line = json.dumps({**{k: _plain(v) for k, v in metrics.items()}, "t": time.time()})
     with open(directory / "metrics.jsonl", "a", encoding="utf-8") as handle:
         handle.write(line + "\n")
         handle.flush()
+    return _await_verdict(directory, metrics)
+
+
+def _await_verdict(directory: Path, metrics: dict[str, Any]) -> str:
+    """At the run's target below the maximum, wait for the driver's decision about this report."""
+    global _promoted_target
+    target, maximum = target_resource(), os.environ.get("HPC_HPO_MAX_RESOURCE")
+    resource = _resource_of(metrics)
+    if target is None or maximum is None or resource is None or resource < target or target >= float(maximum):
+        return "continue"
+    deadline = time.monotonic() + float(os.environ.get(DECISION_TIMEOUT_ENV) or 120)
+    while time.monotonic() < deadline:
+        verdict = _read_verdict(directory / DECISION_FILE)
+        if verdict is not None and float(verdict.get("resource", -1)) == resource:
+            if verdict.get("decision") == "promote":
+                _promoted_target = float(verdict["target"])
+            return str(verdict.get("decision", "continue"))
+        time.sleep(0.05)
+    return "continue"  # no verdict in time: go on; the driver cancels the run if it must
+
+
+def _resource_of(metrics: dict[str, Any]) -> float | None:
+    name = os.environ.get("HPC_HPO_RESOURCE_NAME", "epoch")
+    value = metrics.get(name)
+    try:
+        return float(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _read_verdict(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _plain(value: Any) -> Any:

@@ -5,11 +5,17 @@ Runs the same under hpc_hpo (reports go to the trial's metrics file) and standal
 printed). The data set ships with scikit-learn: nothing is downloaded.
 
     python launchers/train_mlp.py --learning_rate 0.001 --width 64 --alpha 1e-4 --batch_size 32 --epochs 27
+
+Under a pausing scheduler (promotion ASHA, PASHA, synchronous Hyperband) --epochs is the run's target
+(resource.max_resource_attr) and a resumed run gets --resume_from and --checkpoint_dir.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import pickle
 import warnings
+from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import load_digits
@@ -18,7 +24,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
-from hpc_hpo import report, trial_dir
+from hpc_hpo import checkpoint_dir, report, trial_dir
+
+CHECKPOINT_FILE = "model.pkl"
 
 
 def parse_args() -> argparse.Namespace:
@@ -30,7 +38,25 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=27)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume_from", type=int, default=0, help="epoch of the checkpoint to resume from")
+    parser.add_argument("--checkpoint_dir", type=Path, default=None)
     return parser.parse_args()
+
+
+def save_checkpoint(directory: Path, model: MLPClassifier, epoch: int) -> None:
+    """Atomic: a run cancelled mid-write leaves the previous checkpoint intact."""
+    temporary = directory / (CHECKPOINT_FILE + ".tmp")
+    with open(temporary, "wb") as handle:
+        pickle.dump({"model": model, "epoch": epoch}, handle)
+    os.replace(temporary, directory / CHECKPOINT_FILE)
+
+
+def load_checkpoint(directory: Path, epoch: int) -> MLPClassifier:
+    with open(directory / CHECKPOINT_FILE, "rb") as handle:
+        saved = pickle.load(handle)  # our own file, written by save_checkpoint
+    if saved["epoch"] != epoch:
+        raise SystemExit(f"checkpoint in {directory} is at epoch {saved['epoch']}, asked to resume from {epoch}")
+    return saved["model"]
 
 
 def main() -> None:
@@ -40,20 +66,26 @@ def main() -> None:
         digits.data, digits.target, test_size=0.3, random_state=args.seed, stratify=digits.target)
     scaler = StandardScaler().fit(x_train)
     x_train, x_val = scaler.transform(x_train), scaler.transform(x_val)
-    model = MLPClassifier(hidden_layer_sizes=(args.width,) * args.depth, alpha=args.alpha,
-                          learning_rate_init=args.learning_rate, batch_size=args.batch_size,
-                          random_state=args.seed)
+    checkpoints = args.checkpoint_dir or checkpoint_dir()
+    if args.resume_from:
+        model = load_checkpoint(checkpoints, args.resume_from)
+    else:
+        model = MLPClassifier(hidden_layer_sizes=(args.width,) * args.depth, alpha=args.alpha,
+                              learning_rate_init=args.learning_rate, batch_size=args.batch_size,
+                              random_state=args.seed)
     classes = np.unique(digits.target)
     standalone = trial_dir() is None
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(args.resume_from + 1, args.epochs + 1):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.partial_fit(x_train, y_train, classes=classes)  # one pass over the training set
         accuracy = float(model.score(x_val, y_val))
         if standalone:
             print(f"epoch {epoch}: accuracy {accuracy:.4f}")
-        else:
-            report(epoch=epoch, accuracy=accuracy, loss=float(model.loss_))
+            continue
+        # Checkpoint before reporting: at a rung, report() may pause this run and end the process.
+        save_checkpoint(checkpoints, model, epoch)
+        report(epoch=epoch, accuracy=accuracy, loss=float(model.loss_))
 
 
 if __name__ == "__main__":

@@ -20,26 +20,80 @@ class Decision(str, Enum):
 
 @dataclass(frozen=True)
 class Outcome:
-    """A decision and why: the rung it was taken at and the cutoff the value was compared with."""
+    """A decision and why: the rung it was taken at and the cutoff the value was compared with.
+
+    For PROMOTE, `target` is the resource the trial now runs to without stopping.
+    """
 
     decision: Decision
     rung: float | None = None
     cutoff: float | None = None
+    target: float | None = None
+
+
+@dataclass(frozen=True)
+class StartNew:
+    """Start a new config, running it up to `target` (its first milestone; max_t when it runs through)."""
+
+    target: float
+    bracket: int = 0
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Resume a paused trial from its checkpoint at `resume_from`, running it up to `target`."""
+
+    trial_id: str
+    resume_from: float
+    target: float
+
+
+class _Signal:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+WAIT = _Signal("WAIT")  # nothing to start now; ask again when something changes
+DONE = _Signal("DONE")  # the scheduler will start nothing more (e.g. a finished Hyperband plan)
+Action = StartNew | Resume | _Signal
 
 
 class Scheduler(ABC):
-    """Decides, report by report, whether a trial goes on. Given the same reports, the same decisions."""
+    """Decides at each report whether a trial goes on, and what runs on a free slot.
+
+    Pure: given the same calls in the same order, the same answers. The driver journals each
+    call's cause, so a restarted driver rebuilds the scheduler by replaying the same calls:
+    on_start for every trial_created / trial_resumed event, on_report for every report,
+    on_paused for every trial_paused, on_trial_end for every trial_ended.
+    """
 
     def __init__(self, max_t: float, mode: str) -> None:
         self.max_t = max_t
         self.mode = mode
 
+    def next_action(self, trial_index: int) -> Action:
+        """A slot is free: start a new trial (with index `trial_index`), resume one, WAIT or DONE.
+
+        A query only: nothing changes until the driver commits the answer with on_start. Any
+        randomness (a bracket draw) comes from a generator seeded by (seed, trial_index).
+        """
+        return StartNew(target=self.max_t)
+
+    def on_start(self, trial_id: str, action: StartNew | Resume) -> None:
+        """The driver acted on `action` for this trial (a new trial, or a resumed one)."""
+
     @abstractmethod
     def on_report(self, trial_id: str, resource: float, value: float) -> Outcome:
         """One report of a trial, resources strictly increasing per trial (the driver deduplicates)."""
 
+    def on_paused(self, trial_id: str) -> None:
+        """A trial told to PAUSE has exited cleanly, its checkpoint saved: it may now be resumed."""
+
     def on_trial_end(self, trial_id: str) -> None:
-        """The trial is gone (finished, failed, stopped); schedulers that track running trials forget it."""
+        """The trial is gone for good (finished, failed, stopped, cancelled): never resume it."""
 
 
 def rung_levels(max_t: float, grace_period: float, reduction_factor: float,

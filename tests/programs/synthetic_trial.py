@@ -18,13 +18,25 @@ parser.add_argument("--shape", default="fast")
 parser.add_argument("--epochs", type=int, default=9)
 parser.add_argument("--sleep", type=float, default=0.02)
 parser.add_argument("--fail_above", type=float, default=2.0, help="exit 1 after epoch 1 when x exceeds this")
+parser.add_argument("--resume_from", type=int, default=0)
+parser.add_argument("--checkpoint_dir", default=None)
 args = parser.parse_args()
 
-with open(os.path.join(os.environ["HPC_HPO_TRIAL_DIR"], "pid"), "w") as handle:
+trial_dir = os.environ["HPC_HPO_TRIAL_DIR"]
+with open(os.path.join(trial_dir, "pid"), "w") as handle:
     handle.write(str(os.getpid()))
-for epoch in range(1, args.epochs + 1):
+checkpoint = os.path.join(args.checkpoint_dir or os.environ["HPC_HPO_CHECKPOINT_DIR"], "epoch")
+if args.resume_from:
+    # A resumed run must find the checkpoint of exactly the epoch it resumes from.
+    with open(checkpoint) as handle:
+        saved = int(handle.read())
+    if saved != args.resume_from or os.environ["HPC_HPO_RESUME_FROM"] != str(args.resume_from):
+        sys.exit(f"checkpoint says epoch {saved}, resume_from is {args.resume_from}")
+for epoch in range(args.resume_from + 1, args.epochs + 1):
     speed = 1.0 if args.shape == "fast" else 0.5
     loss = round(abs(args.x - 0.3) * 4 + 2.0 / (1 + speed * epoch), 1)
+    with open(checkpoint, "w") as handle:
+        handle.write(str(epoch))
     report(epoch=epoch, loss=loss)
     if args.x > args.fail_above:
         print("synthetic failure: x is too large", file=sys.stderr)
