@@ -131,6 +131,7 @@ class ExecutionSpec:
     num_parallel_evals: int
     poll_interval: float
     stop_grace_period: float
+    num_retries: int = 0  # re-attempts of a run that exits non-zero (CrayAI's name)
     # Flags a resumed run gets, besides HPC_HPO_RESUME_FROM / HPC_HPO_CHECKPOINT_DIR in its environment.
     resume_flags: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_RESUME_FLAGS))
 
@@ -491,13 +492,21 @@ def _budget(value: Any, searcher: SearcherSpec, scheduler_type: str) -> BudgetSp
 
 def _execution(value: Any) -> ExecutionSpec:
     section = Section(value, "execution", ("backend", "num_parallel_evals", "poll_interval",
-                                           "stop_grace_period", "resume_flags"))
+                                           "stop_grace_period", "resume_flags", "num_retries"))
     backend = section.choice("backend", BACKENDS, "auto")
     parallel = section.number("num_parallel_evals", os.cpu_count() or 1, integer=True, positive=True)
     poll = float(section.number("poll_interval", 0.5, positive=True))
     grace = float(section.number("stop_grace_period", 10, positive=True))
     return ExecutionSpec(backend=backend, num_parallel_evals=parallel, poll_interval=poll,
-                         stop_grace_period=grace, resume_flags=_resume_flags(section.get("resume_flags", {})))
+                         stop_grace_period=grace, resume_flags=_resume_flags(section.get("resume_flags", {})),
+                         num_retries=_count(section, "num_retries"))
+
+
+def _count(section: Section, name: str) -> int:
+    value = section.number(name, 0, integer=True)
+    if value < 0:
+        raise ConfigError(section.key(name), value, "must be 0 or more")
+    return value
 
 
 def _resume_flags(value: Any) -> dict[str, str]:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from .backends import EXITED, Backend, LaunchSpec
 from .config import ExperimentConfig
-from .experiment import open_experiment, write_trial_config
+from .experiment import DriverLease, open_experiment, write_trial_config
 from .journal import make_event
 from .metrics import LineTail, Report, ReportParser
 from .progress import Progress
@@ -42,6 +42,7 @@ class LiveTrial:
     """What the driver keeps about a running trial besides its journaled state."""
 
     trial: TrialState
+    plan: StartNew | Resume  # what this run was started for: a retry runs it again
     run_over: Decision | None = None  # STOP, COMPLETE or PAUSE taken for the current run
     exit_deadline: float | None = None  # when a run told to end that has not exited gets cancelled
 
@@ -69,6 +70,14 @@ class Driver:
     def run(self) -> ExperimentState:
         """Run (or resume) the experiment until a budget or stop rule ends it or nothing is left to run."""
         self.journal, resumed = open_experiment(self.config)
+        lease = DriverLease(self.config.experiment_dir)
+        lease.acquire()
+        try:
+            return self._run_holding_lease(resumed)
+        finally:
+            lease.release()
+
+    def _run_holding_lease(self, resumed: bool) -> ExperimentState:
         self._replay(self.journal.read())
         if self.state.finished:
             self.progress.say(f"experiment {self.config.name} already ended ({self.state.ended})")
@@ -189,6 +198,12 @@ class Driver:
             fields["reason"] = reason
         elif state == FAILED:
             fields["reason"] = _tail_of(self._trial_dir(trial.trial_id) / "stderr")
+        if state == FAILED and not trial.decided and trial.failures < self.config.execution.num_retries:
+            self._apply(make_event("trial_retry", trial.trial_id, attempt=trial.failures + 2, **fields), events)
+            self.progress.say(f"retrying  {trial.trial_id}  after exit code {exit_code}: retry {trial.failures} "
+                              f"of {self.config.execution.num_retries}")
+            self.to_launch.append((trial, live.plan))
+            return
         self._apply(make_event("trial_ended", trial.trial_id, **fields), events)
         self.scheduler.on_trial_end(trial.trial_id)
         self.searcher.on_trial_end(trial.trial_id)
@@ -297,7 +312,7 @@ class Driver:
             self.readers[trial.trial_id] = (LineTail(source), ReportParser(
                 self.config.metric.name, self.config.resource.name, self.config.metric_regex,
                 label=f"trial {trial.trial_id}", objective=self.config.metric))
-        self.live[trial.trial_id] = LiveTrial(trial)
+        self.live[trial.trial_id] = LiveTrial(trial, plan)
         if isinstance(plan, Resume):
             self.progress.resumed(trial, plan.resume_from, plan.target)
         else:
@@ -328,7 +343,7 @@ class Driver:
                 "HPC_HPO_TARGET_RESOURCE": str(_plain_number(target)),
                 "HPC_HPO_MAX_RESOURCE": str(_plain_number(self.config.resource.max)),
                 "HPC_HPO_RESOURCE_NAME": self.config.resource.name,
-                "HPC_HPO_RUN": str(trial.runs + 1)}
+                "HPC_HPO_RUN": str(trial.runs + 1), "HPC_HPO_ATTEMPT": str(trial.failures + 1)}
 
     # ------------------------------------------------------------------ shutdown and resume
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+from filelock import FileLock, Timeout
 
 from .config import ExperimentConfig, config_as_yaml, load_config
 from .errors import HpoError
@@ -14,6 +16,8 @@ from .journal import Journal, make_event
 
 CONFIG_FILE = "experiment.yaml"
 JOURNAL_FILE = "journal.jsonl"
+LEASE_FILE = "driver.json"  # who runs the experiment now: host, pid, since
+LEASE_LOCK = "driver.lock"  # held for the driver's whole life; the OS frees it when the driver dies
 
 
 def open_experiment(config: ExperimentConfig) -> tuple[Journal, bool]:
@@ -53,6 +57,38 @@ def _check_same_experiment(config: ExperimentConfig, frozen: Path) -> None:
         raise HpoError(f"'{frozen.parent}' holds an experiment with a different config "
                        f"(differs in: {', '.join(changed) or 'everything'}); resume it with the same config, "
                        "or set experiment_dir to a new directory")
+
+
+class DriverLease:
+    """One driver per experiment: an exclusive lock held while the driver lives, plus who holds it.
+
+    A driver that dies (even by kill -9) loses the lock with its process, so the next run takes
+    over without anyone deleting files; a live driver makes a second one refuse, naming it.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.lock = FileLock(str(directory / LEASE_LOCK), timeout=0)
+        self.info_path = directory / LEASE_FILE
+
+    def acquire(self) -> None:
+        try:
+            self.lock.acquire()
+        except Timeout:
+            raise HpoError(f"experiment '{self.info_path.parent}' is already being run by "
+                           f"{self._holder()}; wait for it to end, or stop that driver first") from None
+        info = {"host": os.uname().nodename, "pid": os.getpid(),
+                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+        self.info_path.write_text(json.dumps(info) + "\n", encoding="utf-8")
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def _holder(self) -> str:
+        try:
+            info = json.loads(self.info_path.read_text(encoding="utf-8"))
+            return f"the driver on host {info['host']}, pid {info['pid']}, since {info['since']}"
+        except (OSError, ValueError, KeyError):
+            return "another driver"
 
 
 def write_trial_config(trial_dir: Path, config: dict[str, Any]) -> None:

@@ -35,6 +35,7 @@ class TrialState:
     target: float | None = None  # the resource the current run goes to
     runs: int = 0  # processes started for this trial: 1, then one more per resume
     resume_from: float = 0
+    failures: int = 0  # runs that failed and were retried
 
 
 @dataclass
@@ -102,6 +103,11 @@ class ExperimentState:
         trial.runs += 1
         if trial.started_at is None:
             trial.started_at = e["t"]
+
+    def _on_trial_retry(self, e: dict[str, Any]) -> None:
+        trial = self.trials[e["trial_id"]]
+        trial.state, trial.failures = PENDING, trial.failures + 1
+        trial.exit_code, trial.reason = e.get("exit_code"), e.get("reason")
 
     def _on_trial_paused(self, e: dict[str, Any]) -> None:
         trial = self.trials[e["trial_id"]]

@@ -1,0 +1,70 @@
+"""Local guarantees of issue 3 that the driver alone provides: one driver per experiment, retries."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import PROGRAMS, cli, read_export, synthetic_config, write_config
+
+
+def journal(tmp_path: Path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "exp" / "journal.jsonl").read_text().splitlines()]
+
+
+def test_second_driver_refuses_and_a_dead_drivers_lease_is_taken_over(tmp_path: Path) -> None:
+    config = synthetic_config(tmp_path, params={"x": {"type": "uniform", "low": 0.0, "high": 1.0},
+                                                "epochs": 9, "sleep": 0.3},
+                              scheduler={"type": "fifo"}, budget={"max_trials": 4},
+                              execution={"num_parallel_evals": 2})
+    path = write_config(tmp_path, config)
+    first = subprocess.Popen([sys.executable, "-m", "hpc_hpo.cli", "run", str(path)], cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lease = tmp_path / "exp" / "driver.json"
+    deadline = time.monotonic() + 30
+    while not (lease.exists() and lease.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = cli("run", str(path), cwd=tmp_path)
+    assert second.returncode == 2
+    assert f"pid {first.pid}" in second.stderr and "host" in second.stderr and "since" in second.stderr
+    assert "Traceback" not in second.stderr
+
+    first.send_signal(signal.SIGKILL)  # the lease dies with the driver
+    first.wait(timeout=30)
+    third = cli("run", str(path), cwd=tmp_path)
+    assert third.returncode == 0, third.stderr
+    assert journal(tmp_path)[-1]["type"] == "experiment_ended"
+    assert json.loads(lease.read_text())["pid"] != first.pid
+
+
+def test_failed_runs_are_retried_then_marked_failed(tmp_path: Path) -> None:
+    config = synthetic_config(tmp_path, command=[sys.executable, str(PROGRAMS / "flaky_trial.py")],
+                              params={"x": {"type": "uniform", "low": 0.0, "high": 1.0},
+                                      "succeed_on": {"type": "choice", "values": [2, 5]}},
+                              resource={"name": "epoch", "max": 3}, scheduler={"type": "fifo"},
+                              searcher={"points_to_evaluate": [{"succeed_on": 2}, {"succeed_on": 5}]},
+                              budget={"max_trials": 2}, execution={"num_retries": 2, "num_parallel_evals": 2})
+    result = cli("run", str(write_config(tmp_path, config)), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    events = journal(tmp_path)
+    configs = {e["trial_id"]: e["config"] for e in events if e["type"] == "trial_created"}
+    ends = {e["trial_id"]: e for e in events if e["type"] == "trial_ended"}
+    retries = [e for e in events if e["type"] == "trial_retry"]
+    assert sorted(c["succeed_on"] for c in configs.values()) == [2, 5]
+    for trial_id, config in configs.items():
+        mine = [e for e in retries if e["trial_id"] == trial_id]
+        if config["succeed_on"] == 2:  # fails once, succeeds on attempt 2
+            assert [e["attempt"] for e in mine] == [2]
+            assert ends[trial_id]["state"] == "finished"
+        else:  # fails on attempts 1, 2, 3: two retries, then failed
+            assert [e["attempt"] for e in mine] == [2, 3]
+            assert ends[trial_id]["state"] == "failed"
+            assert "flaky failure on attempt 3" in ends[trial_id]["reason"]
+    # Each retry re-reports epoch 1; it is processed once per trial.
+    rows = read_export(tmp_path)
+    for trial_id in configs:
+        resources = [r["resource"] for r in rows if r["trial_id"] == trial_id]
+        assert resources == sorted(set(resources), key=float)
