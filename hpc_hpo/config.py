@@ -24,8 +24,9 @@ from .space import (CONDITION_OPS, Choice, Condition, Domain, Fixed, LogRandInt,
 # asha: stopping ASHA; promotion: ASHA that pauses trials at rungs and resumes the best (Li et al.
 # 2018); pasha: promotion ASHA whose maximum resource grows while the top ranking still changes;
 # sync_hyperband: synchronous Hyperband's exact bracket plan (Li et al. 2017).
-SCHEDULER_TYPES = ("fifo", "asha", "promotion", "pasha", "sync_hyperband")
-PAUSING_SCHEDULERS = ("promotion", "pasha", "sync_hyperband")
+# pbt: population-based training, trials pausing every perturbation_interval.
+SCHEDULER_TYPES = ("fifo", "asha", "promotion", "pasha", "sync_hyperband", "pbt")
+PAUSING_SCHEDULERS = ("promotion", "pasha", "sync_hyperband", "pbt")
 SEARCHER_TYPES = ("random", "grid", "bayesopt", "kde", "genetic")
 SEARCHER_DATA = ("rungs", "all", "rungs_and_last")
 # Options of each searcher type: name -> (default, kind). Kinds: 'int' (>= 1), 'int0' (>= 0),
@@ -101,6 +102,11 @@ class SchedulerSpec:
     brackets: int = 1  # > 1: asynchronous Hyperband (asha, promotion)
     rung_system_per_bracket: bool = True
     ranking_epsilon: float = 0.0  # pasha: values closer than this rank as equal
+    # pbt (Ray Tune's names)
+    perturbation_interval: float = 1.0
+    population_size: int = 8
+    quantile_fraction: float = 0.25
+    resample_probability: float = 0.25
 
     @property
     def pauses(self) -> bool:
@@ -371,9 +377,23 @@ def _resource(value: Any) -> ResourceSpec:
 
 
 def _scheduler(value: Any, resource: ResourceSpec) -> SchedulerSpec:
+    pbt_keys = ("perturbation_interval", "population_size", "quantile_fraction", "resample_probability")
     section = Section(value, "scheduler", ("type", "grace_period", "reduction_factor", "rung_levels", "brackets",
-                                           "rung_system_per_bracket", "ranking_epsilon"))
+                                           "rung_system_per_bracket", "ranking_epsilon") + pbt_keys)
     kind = section.choice("type", SCHEDULER_TYPES, "asha")
+    for key in pbt_keys:
+        if key in section.data and kind != "pbt":
+            raise ConfigError(section.key(key), section.data[key], f"is an option of type pbt, not '{kind}'")
+    interval = section.number("perturbation_interval", section.data.get("grace_period", 1), positive=True)
+    if kind == "pbt" and interval >= resource.max:
+        raise ConfigError("scheduler.perturbation_interval", interval, f"must be below resource.max ({resource.max})")
+    population = section.number("population_size", 8, integer=True, positive=True)
+    fraction = float(section.number("quantile_fraction", 0.25, positive=True))
+    if fraction > 0.5:
+        raise ConfigError("scheduler.quantile_fraction", fraction, "must be at most 0.5 (the best and worst shares)")
+    resample = float(section.number("resample_probability", 0.25))
+    if not 0 <= resample <= 1:
+        raise ConfigError("scheduler.resample_probability", resample, "must be in [0, 1]")
     brackets = section.number("brackets", 1, integer=True, positive=True)
     if brackets > 1 and kind not in ("asha", "promotion"):
         raise ConfigError("scheduler.brackets", brackets, f"applies to types asha and promotion, not '{kind}'",
@@ -397,7 +417,9 @@ def _scheduler(value: Any, resource: ResourceSpec) -> SchedulerSpec:
                           f"must be less than resource.max ({resource.max})",
                           f"set grace_period below {resource.max} or raise resource.max")
     return SchedulerSpec(type=kind, grace_period=grace, reduction_factor=float(eta), rung_levels=rungs,
-                         brackets=brackets, rung_system_per_bracket=per_bracket, ranking_epsilon=epsilon)
+                         brackets=brackets, rung_system_per_bracket=per_bracket, ranking_epsilon=epsilon,
+                         perturbation_interval=interval, population_size=population, quantile_fraction=fraction,
+                         resample_probability=resample)
 
 
 def _rung_levels(value: Any, resource: ResourceSpec) -> tuple[float, ...]:
@@ -482,7 +504,7 @@ def _budget(value: Any, searcher: SearcherSpec, scheduler_type: str) -> BudgetSp
     raw_time = section.get("max_time", None)
     max_time = None if raw_time is None else parse_duration(raw_time, "budget.max_time")
     runs_out = (searcher.type == "grid" or (searcher.type == "genetic" and searcher.options["generations"])
-                or scheduler_type == "sync_hyperband")
+                or scheduler_type in ("sync_hyperband", "pbt"))
     if max_trials is None and max_time is None and max_resource is None and not runs_out:
         raise ConfigError("budget", value, f"{searcher.type} search never runs out of configurations",
                           "set budget.max_trials (e.g. 50), budget.max_time (e.g. 2h) or budget.max_resource")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -24,11 +25,11 @@ from .journal import make_event
 from .metrics import LineTail, Report, ReportParser
 from .progress import Progress
 from .schedulers import Scheduler, make_scheduler
-from .schedulers.base import DONE, WAIT, Decision, Resume, StartNew
+from .schedulers.base import DONE, WAIT, Branch, Decision, Resume, StartNew
 from .searchers import WAIT as SEARCHER_WAIT
 from .searchers import Searcher, make_searcher
 from .space import flag_argv
-from .state import CANCELLED, FAILED, FINISHED, PENDING, RUNNING, ExperimentState, TrialState
+from .state import CANCELLED, FAILED, FINISHED, PENDING, RUNNING, STOPPED, ExperimentState, TrialState
 from .worker import DECISION_FILE, TRIAL_DIR_ENV
 
 # How long a driver that is shutting down waits for cancelled trials to go.
@@ -42,7 +43,7 @@ class LiveTrial:
     """What the driver keeps about a running trial besides its journaled state."""
 
     trial: TrialState
-    plan: StartNew | Resume  # what this run was started for: a retry runs it again
+    plan: StartNew | Resume | Branch  # what this run was started for: a retry runs it again
     run_over: Decision | None = None  # STOP, COMPLETE or PAUSE taken for the current run
     exit_deadline: float | None = None  # when a run told to end that has not exited gets cancelled
 
@@ -59,7 +60,7 @@ class Driver:
         self.live: dict[str, LiveTrial] = {}
         # Trial files are read across runs: a resumed trial appends to the same metrics file.
         self.readers: dict[str, tuple[LineTail, ReportParser]] = {}
-        self.to_launch: list[tuple[TrialState, StartNew | Resume]] = []
+        self.to_launch: list[tuple[TrialState, StartNew | Resume | Branch]] = []
         self.actions: list[Callable[[], None]] = []  # carried out after the sweep's journal append
         self.pending_events: list[dict[str, Any]] = []
         self.no_new_trials = False
@@ -189,6 +190,8 @@ class Driver:
         if live.run_over == Decision.PAUSE and self.stop_reason is None and ended_well:
             self._apply(make_event("trial_paused", trial.trial_id, exit_code=exit_code), events)
             self.scheduler.on_paused(trial.trial_id)
+            if self.scheduler.snapshots_at_pause:
+                self.actions.append(lambda: self._snapshot(trial))
             return
         state = FINISHED if exit_code == 0 else FAILED
         if self.stop_reason is not None and not trial.decided:
@@ -262,6 +265,8 @@ class Driver:
                 trial = self.state.trials[action.trial_id]
                 self._apply(make_event("trial_resumed", trial.trial_id, resume_from=_plain_number(action.resume_from),
                                        target=_plain_number(action.target)), events)
+            elif isinstance(action, Branch):
+                trial = self._branch(index, action, events)
             else:
                 trial = self._new_trial(index, action, events)
                 if trial is None:
@@ -284,6 +289,22 @@ class Driver:
         self._apply(make_event("trial_created", trial_id, index=index, config=config, bracket=action.bracket,
                                target=_plain_number(action.target)), events)
         self.searcher.on_trial_created(trial_id, config)
+        self.scheduler.on_trial_created(trial_id, config)
+        return self.state.trials[trial_id]
+
+    def _branch(self, index: int, action: Branch, events: list[dict[str, Any]]) -> TrialState:
+        """PBT: the poor trial stops; a child of the good one starts from its checkpoint with a perturbed config."""
+        trial_id = f"{index:04d}"
+        self._apply(make_event("trial_ended", action.replaces, state=STOPPED, exit_code=0,
+                               reason=f"replaced by trial {trial_id}, a perturbed copy of {action.parent_id}"), events)
+        self._apply(make_event("trial_created", trial_id, index=index, config=action.config, parent=action.parent_id,
+                               replaces=action.replaces, resume_from=_plain_number(action.resume_from),
+                               target=_plain_number(action.target)), events)
+        self.searcher.on_trial_end(action.replaces)
+        self.searcher.on_trial_created(trial_id, action.config)
+        self.scheduler.on_trial_created(trial_id, action.config)
+        self.progress.say(f"exploit   {action.replaces} -> {trial_id}: copy of {action.parent_id} at "
+                          f"{self.config.resource.name} {action.resume_from:g}, perturbed")
         return self.state.trials[trial_id]
 
     # ------------------------------------------------------------------ acting after the append
@@ -298,10 +319,14 @@ class Driver:
 
     def _launch(self, trial: TrialState, plan: StartNew | Resume) -> None:
         trial_dir = self._trial_dir(trial.trial_id)
-        if isinstance(plan, StartNew):
+        if not isinstance(plan, Resume):
             write_trial_config(trial_dir, trial.config)
+        if isinstance(plan, Branch):
+            source = self._snapshot_dir(plan.parent_id, plan.resume_from)
+            shutil.rmtree(trial_dir / "checkpoint", ignore_errors=True)
+            shutil.copytree(source, trial_dir / "checkpoint")
         (trial_dir / DECISION_FILE).unlink(missing_ok=True)  # no stale decision for the new run
-        resume_from = plan.resume_from if isinstance(plan, Resume) else 0
+        resume_from = plan.resume_from if isinstance(plan, (Resume, Branch)) else 0
         spec = LaunchSpec(trial_id=trial.trial_id, argv=self._argv(trial, plan.target, resume_from),
                           cwd=Path.cwd(), trial_dir=trial_dir, env=self._env(trial, plan.target, resume_from))
         handle = self.backend.submit(spec)
@@ -313,10 +338,20 @@ class Driver:
                 self.config.metric.name, self.config.resource.name, self.config.metric_regex,
                 label=f"trial {trial.trial_id}", objective=self.config.metric))
         self.live[trial.trial_id] = LiveTrial(trial, plan)
-        if isinstance(plan, Resume):
+        if isinstance(plan, (Resume, Branch)):
             self.progress.resumed(trial, plan.resume_from, plan.target)
         else:
             self.progress.started(trial)
+
+    def _snapshot(self, trial: TrialState) -> None:
+        """Keep the checkpoint as it is at this pause: a PBT child may start from it after the trial moved on."""
+        level = trial.last_resource or 0
+        target = self._snapshot_dir(trial.trial_id, level)
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(self._trial_dir(trial.trial_id) / "checkpoint", target)
+
+    def _snapshot_dir(self, trial_id: str, level: float) -> Path:
+        return self._trial_dir(trial_id) / "snapshots" / f"{_plain_number(level)}"
 
     def _argv(self, trial: TrialState, target: float, resume_from: float) -> tuple[str, ...]:
         """The command, the hyperparameter flags (the max_resource_attr one set to this run's target),
@@ -372,8 +407,8 @@ class Driver:
             self.state.apply(event)
             kind, trial_id = event["type"], event.get("trial_id", "")
             if kind == "trial_created":
-                self.scheduler.on_start(trial_id, StartNew(target=event.get("target", self.config.resource.max),
-                                                           bracket=event.get("bracket", 0)))
+                self.scheduler.on_trial_created(trial_id, event["config"])
+                self.scheduler.on_start(trial_id, self._created_action(event))
                 self.searcher.on_trial_created(trial_id, event["config"])
             elif kind == "trial_resumed":
                 self.scheduler.on_start(trial_id, Resume(trial_id, event["resume_from"], event["target"]))
@@ -393,6 +428,13 @@ class Driver:
             self._apply(event, self.pending_events)
             self.scheduler.on_trial_end(trial.trial_id)
             self.searcher.on_trial_end(trial.trial_id)
+
+    def _created_action(self, event: dict[str, Any]) -> StartNew | Branch:
+        """The action a trial_created event recorded: a new config, or a PBT child of a parent."""
+        target = event.get("target", self.config.resource.max)
+        if "parent" in event:
+            return Branch(event["parent"], event["replaces"], event["config"], event["resume_from"], target)
+        return StartNew(target=target, bracket=event.get("bracket", 0))
 
     # ------------------------------------------------------------------ helpers
 

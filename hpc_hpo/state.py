@@ -89,8 +89,8 @@ class ExperimentState:
         self.ended, self.finished = None, False
 
     def _on_trial_created(self, e: dict[str, Any]) -> None:
-        self.trials[e["trial_id"]] = TrialState(e["trial_id"], e["index"], e["config"],
-                                                bracket=e.get("bracket", 0), target=e.get("target"))
+        self.trials[e["trial_id"]] = TrialState(e["trial_id"], e["index"], e["config"], bracket=e.get("bracket", 0),
+                                                target=e.get("target"), resume_from=e.get("resume_from", 0))
 
     def _on_trial_resumed(self, e: dict[str, Any]) -> None:
         trial = self.trials[e["trial_id"]]

@@ -12,6 +12,10 @@ __all__ = ["Decision", "Outcome", "Scheduler", "rung_levels", "make_scheduler", 
 
 def make_scheduler(config: ExperimentConfig) -> Scheduler:
     spec, mode, max_t = config.scheduler, config.metric.mode, config.resource.max
+    if spec.type == "pbt":
+        from .pbt import Pbt
+        return Pbt(config.space, max_t, mode, spec.perturbation_interval, spec.population_size,
+                   spec.quantile_fraction, spec.resample_probability, seed=config.searcher.seed)
     if spec.type == "fifo":
         return FifoScheduler(max_t=max_t, mode=mode)
     levels = rung_levels(max_t, spec.grace_period, spec.reduction_factor, spec.rung_levels)

@@ -5,7 +5,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import Enum
-from typing import Sequence
+from typing import Any, Sequence
 
 
 class Decision(str, Enum):
@@ -48,6 +48,18 @@ class Resume:
     target: float
 
 
+@dataclass(frozen=True)
+class Branch:
+    """PBT's exploit and explore: a new trial with `config` (a perturbed copy of the parent's) starts
+    from the parent's checkpoint at `resume_from`, replacing the poor trial `replaces`, which stops."""
+
+    parent_id: str
+    replaces: str
+    config: dict[str, Any]
+    resume_from: float
+    target: float
+
+
 class _Signal:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -58,7 +70,7 @@ class _Signal:
 
 WAIT = _Signal("WAIT")  # nothing to start now; ask again when something changes
 DONE = _Signal("DONE")  # the scheduler will start nothing more (e.g. a finished Hyperband plan)
-Action = StartNew | Resume | _Signal
+Action = StartNew | Resume | Branch | _Signal
 
 
 class Scheduler(ABC):
@@ -82,8 +94,14 @@ class Scheduler(ABC):
         """
         return StartNew(target=self.max_t)
 
-    def on_start(self, trial_id: str, action: StartNew | Resume) -> None:
+    # PBT copies a parent's checkpoint as it was at a pause: the driver keeps a snapshot per pause.
+    snapshots_at_pause = False
+
+    def on_start(self, trial_id: str, action: StartNew | Resume | Branch) -> None:
         """The driver acted on `action` for this trial (a new trial, or a resumed one)."""
+
+    def on_trial_created(self, trial_id: str, config: dict[str, Any]) -> None:
+        """A trial now exists with this config (PBT copies configs of good trials)."""
 
     @abstractmethod
     def on_report(self, trial_id: str, resource: float, value: float) -> Outcome:

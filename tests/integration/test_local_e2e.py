@@ -248,3 +248,32 @@ def test_weighted_sum_of_metrics_is_the_objective(tmp_path: Path) -> None:
         assert abs(float(row["objective"]) - expected) < 1e-12
     best = json.loads(cli("best", str(tmp_path / "exp"), "--json", cwd=tmp_path).stdout)
     assert best["value"] == min(float(r["objective"]) for r in rows)
+
+
+def test_pbt_exploits_good_checkpoints_and_explores(tmp_path: Path, run_experiment) -> None:
+    result = run_experiment(params={"x": {"type": "uniform", "low": 0.0, "high": 1.0},
+                                    "shape": {"type": "choice", "values": ["fast", "slow"]}, "epochs": 9},
+                            scheduler={"type": "pbt", "perturbation_interval": 3, "population_size": 4,
+                                       "quantile_fraction": 0.25, "resample_probability": 0.25},
+                            budget={}, execution={"num_parallel_evals": 4, "stop_grace_period": 5})
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in (tmp_path / "exp" / "journal.jsonl").read_text().splitlines()]
+    children = [e for e in events if e["type"] == "trial_created" and "parent" in e]
+    assert children, "no trial was ever exploited"
+    configs = {e["trial_id"]: e["config"] for e in events if e["type"] == "trial_created"}
+    rows = read_export(tmp_path)
+    for child in children:
+        # The child starts from the parent's checkpoint at the pause level: its first report is one past it,
+        # and the synthetic trial checked the checkpoint's epoch equals resume_from (else it exits 1).
+        first = min(float(r["resource"]) for r in rows if r["trial_id"] == child["trial_id"])
+        assert first == child["resume_from"] + 1
+        assert child["config"] != configs[child["parent"]]  # explored
+        assert 0.0 <= child["config"]["x"] <= 1.0
+        replaced = [e for e in events if e["type"] == "trial_ended" and e["trial_id"] == child["replaces"]]
+        assert replaced and replaced[0]["state"] == "stopped"
+    assert not [e for e in events if e["type"] == "trial_ended" and e["state"] == "failed"]
+    # Every member of the final population reached the maximum resource.
+    completed = {r["trial_id"] for r in rows if r["decision"] == "complete"}
+    assert len(completed) == 4
+    assert max(float(r["resource"]) for r in rows) == 9
+
