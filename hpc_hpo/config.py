@@ -384,7 +384,8 @@ def _scheduler(value: Any, resource: ResourceSpec) -> SchedulerSpec:
     for key in pbt_keys:
         if key in section.data and kind != "pbt":
             raise ConfigError(section.key(key), section.data[key], f"is an option of type pbt, not '{kind}'")
-    interval = section.number("perturbation_interval", section.data.get("grace_period", 1), positive=True)
+    interval = section.number("perturbation_interval", section.number("grace_period", 1, positive=True),
+                              positive=True)
     if kind == "pbt" and interval >= resource.max:
         raise ConfigError("scheduler.perturbation_interval", interval, f"must be below resource.max ({resource.max})")
     population = section.number("population_size", 8, integer=True, positive=True)

@@ -35,25 +35,34 @@ class Pbt(Scheduler):
         self.level: dict[str, float] = {}  # each trial's last pause level
         self.scores: dict[float, dict[str, float]] = {}  # level -> trial -> loss recorded there
         self.paused: dict[str, float] = {}  # waiting for a verdict, in the order they paused
+        self.snapshots: dict[float, set[str]] = {}  # level -> trials that paused there (their checkpoint was kept)
         self.members: set[str] = set()  # trials of the population that are not gone
+        self.gone: set[str] = set()  # ended without pausing (failed, cancelled): never a parent
         self.started = 0
 
     def next_action(self, trial_index: int) -> Action:
-        if self.paused:
-            trial_id, level = next(iter(self.paused.items()))
-            return self._exploit_or_resume(trial_id, level, trial_index)
+        for trial_id, level in self.paused.items():
+            action = self._exploit_or_resume(trial_id, level, trial_index)
+            if action is not WAIT:
+                return action
         if self.started < self.population_size:
             return StartNew(target=self._next_level(0))
         return WAIT if self.members else DONE
 
     def _exploit_or_resume(self, trial_id: str, level: float, trial_index: int) -> Action:
+        """Resume the trial, replace it by a child of a good one, or WAIT while that one is still pausing."""
         target = self._next_level(level)
-        ranked = sorted(self.scores.get(level, {}).items(), key=lambda item: (item[1], item[0]))
+        ranked = sorted(((t, v) for t, v in self.scores.get(level, {}).items() if t not in self.gone),
+                        key=lambda item: (item[1], item[0]))
         cut = max(1, int(math.floor(len(ranked) * self.quantile_fraction)))
         worst = {t for t, _ in ranked[-cut:]}
         best = [t for t, _ in ranked[:cut] if t not in worst]
         if len(ranked) < 2 or trial_id not in worst or not best:
             return Resume(trial_id, resume_from=level, target=target)
+        # A parent must have paused at this level: only then does its checkpoint snapshot exist.
+        kept = self.snapshots.get(level, set())
+        if not all(t in kept for t in best):
+            return WAIT
         rng = np.random.default_rng([self.seed, trial_index])
         parent = best[int(rng.integers(len(best)))]
         return Branch(parent_id=parent, replaces=trial_id, config=self.explore(self.configs[parent], rng),
@@ -102,8 +111,11 @@ class Pbt(Scheduler):
 
     def on_paused(self, trial_id: str) -> None:
         self.paused[trial_id] = self.level[trial_id]
+        self.snapshots.setdefault(self.level[trial_id], set()).add(trial_id)
 
     def on_trial_end(self, trial_id: str) -> None:
+        if trial_id not in self.snapshots.get(self.level.get(trial_id, -1), set()):
+            self.gone.add(trial_id)
         self.members.discard(trial_id)
         self.paused.pop(trial_id, None)
 

@@ -253,7 +253,7 @@ def test_weighted_sum_of_metrics_is_the_objective(tmp_path: Path) -> None:
 def test_pbt_exploits_good_checkpoints_and_explores(tmp_path: Path, run_experiment) -> None:
     result = run_experiment(params={"x": {"type": "uniform", "low": 0.0, "high": 1.0},
                                     "shape": {"type": "choice", "values": ["fast", "slow"]}, "epochs": 9},
-                            scheduler={"type": "pbt", "perturbation_interval": 3, "population_size": 4,
+                            scheduler={"type": "pbt", "perturbation_interval": 3, "population_size": 8,
                                        "quantile_fraction": 0.25, "resample_probability": 0.25},
                             budget={}, execution={"num_parallel_evals": 4, "stop_grace_period": 5})
     assert result.returncode == 0, result.stderr
@@ -274,6 +274,6 @@ def test_pbt_exploits_good_checkpoints_and_explores(tmp_path: Path, run_experime
     assert not [e for e in events if e["type"] == "trial_ended" and e["state"] == "failed"]
     # Every member of the final population reached the maximum resource.
     completed = {r["trial_id"] for r in rows if r["decision"] == "complete"}
-    assert len(completed) == 4
+    assert len(completed) == 8
     assert max(float(r["resource"]) for r in rows) == 9
 
