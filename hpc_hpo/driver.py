@@ -420,9 +420,11 @@ class Driver:
             elif kind == "trial_ended":
                 self.scheduler.on_trial_end(trial_id)
                 self.searcher.on_trial_end(trial_id)
-        # Runs the previous driver left behind are not re-adopted yet: they are recorded as cancelled.
+        # Runs the previous driver left behind are not re-adopted yet: they are ended and recorded as cancelled.
         orphans = [t for t in self.state.trials.values() if t.state in (PENDING, RUNNING)]
         for trial in orphans:
+            if trial.state == RUNNING and trial.handle:
+                self.backend.end_orphan(trial.handle, self._trial_dir(trial.trial_id))
             event = make_event("trial_ended", trial.trial_id, state=CANCELLED, exit_code=None,
                                reason="the driver that ran it stopped")
             self._apply(event, self.pending_events)

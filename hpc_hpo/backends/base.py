@@ -54,5 +54,8 @@ class Backend(ABC):
     def cancel(self, handle: str) -> None:
         """Ask the trial to end (SIGTERM or scancel), escalating to a forced end after a grace period."""
 
+    def end_orphan(self, handle: str, trial_dir: Path) -> None:
+        """End a run that a previous driver started and nobody watches any more (best effort)."""
+
     def shutdown(self) -> None:
         """Release what the backend holds; trials still running are cancelled by the driver first."""

@@ -5,8 +5,10 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 from ..errors import BackendError
+from ..worker import TRIAL_DIR_ENV
 from .base import EXITED, RUNNING, Backend, JobStatus, LaunchSpec
 
 
@@ -59,6 +61,23 @@ class LocalBackend(Backend):
             return
         self._signal(process, signal.SIGTERM)
         self.kill_at[handle] = time.monotonic() + self.kill_grace_s
+
+    def end_orphan(self, handle: str, trial_dir: Path) -> None:
+        """Kill the process group of a run left by a dead driver, if that pid is still that trial's process.
+
+        The check reads the process's environment: a recycled pid belongs to some other program,
+        which must not be touched.
+        """
+        try:
+            pid = int(handle)
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except (ValueError, OSError):
+            return
+        if f"{TRIAL_DIR_ENV}={trial_dir}".encode() in environ:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     @staticmethod
     def _signal(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

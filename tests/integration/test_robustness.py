@@ -68,3 +68,29 @@ def test_failed_runs_are_retried_then_marked_failed(tmp_path: Path) -> None:
     for trial_id in configs:
         resources = [r["resource"] for r in rows if r["trial_id"] == trial_id]
         assert resources == sorted(set(resources), key=float)
+
+
+def test_runs_left_by_a_killed_driver_are_ended_on_resume(tmp_path: Path) -> None:
+    config = synthetic_config(tmp_path, params={"x": {"type": "uniform", "low": 0.0, "high": 1.0},
+                                                "epochs": 9, "sleep": 1.0},
+                              scheduler={"type": "fifo"}, budget={"max_trials": 2},
+                              execution={"num_parallel_evals": 2})
+    path = write_config(tmp_path, config)
+    driver = subprocess.Popen([sys.executable, "-m", "hpc_hpo.cli", "run", str(path)], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid_files = [tmp_path / "exp" / "trials" / t / "pid" for t in ("0000", "0001")]
+    deadline = time.monotonic() + 30
+    while not all(p.exists() and p.read_text() for p in pid_files) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=30)
+    pids = [int(p.read_text()) for p in pid_files]
+    assert all(Path(f"/proc/{pid}").exists() for pid in pids), "trials run in their own session"
+    resumed = cli("run", str(path), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or " Z " in Path(f"/proc/{pid}/stat").read_text()
+    ends = {e["trial_id"]: e for e in journal(tmp_path) if e["type"] == "trial_ended"}
+    assert ends["0000"]["state"] == "cancelled" and "driver" in ends["0000"]["reason"]
+    created = [e["trial_id"] for e in journal(tmp_path) if e["type"] == "trial_created"]
+    assert created == ["0000", "0001"]
