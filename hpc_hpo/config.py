@@ -26,6 +26,9 @@ from .space import (CONDITION_OPS, Choice, Condition, Domain, Fixed, LogRandInt,
 # sync_hyperband: synchronous Hyperband's exact bracket plan (Li et al. 2017).
 # pbt: population-based training, trials pausing every perturbation_interval.
 SCHEDULER_TYPES = ("fifo", "asha", "promotion", "pasha", "sync_hyperband", "pbt")
+# Types whose implementation has landed; the others are refused with a clear message until then.
+AVAILABLE_SCHEDULERS = ("fifo", "asha", "pbt")
+AVAILABLE_SEARCHERS = ("random",)
 PAUSING_SCHEDULERS = ("promotion", "pasha", "sync_hyperband", "pbt")
 SEARCHER_TYPES = ("random", "grid", "bayesopt", "kde", "genetic")
 SEARCHER_DATA = ("rungs", "all", "rungs_and_last")
@@ -381,6 +384,7 @@ def _scheduler(value: Any, resource: ResourceSpec) -> SchedulerSpec:
     section = Section(value, "scheduler", ("type", "grace_period", "reduction_factor", "rung_levels", "brackets",
                                            "rung_system_per_bracket", "ranking_epsilon") + pbt_keys)
     kind = section.choice("type", SCHEDULER_TYPES, "asha")
+    _available(kind, AVAILABLE_SCHEDULERS, "scheduler.type")
     for key in pbt_keys:
         if key in section.data and kind != "pbt":
             raise ConfigError(section.key(key), section.data[key], f"is an option of type pbt, not '{kind}'")
@@ -423,6 +427,12 @@ def _scheduler(value: Any, resource: ResourceSpec) -> SchedulerSpec:
                          resample_probability=resample)
 
 
+def _available(kind: str, available: tuple[str, ...], key: str) -> None:
+    if kind not in available:
+        raise ConfigError(key, kind, "is not available in this version of hpc_hpo",
+                          f"use one of: {', '.join(available)}")
+
+
 def _rung_levels(value: Any, resource: ResourceSpec) -> tuple[float, ...]:
     key = "scheduler.rung_levels"
     if not isinstance(value, list) or not value:
@@ -442,6 +452,7 @@ def _searcher(value: Any, space: Space) -> SearcherSpec:
     every_option = tuple(sorted({name for options in SEARCHER_OPTIONS.values() for name in options}))
     section = Section(value, "searcher", ("type", "seed", "points_to_evaluate", "searcher_data") + every_option)
     kind = section.choice("type", SEARCHER_TYPES, "random")
+    _available(kind, AVAILABLE_SEARCHERS, "searcher.type")
     options = _searcher_options(section, kind)
     searcher_data = section.choice("searcher_data", SEARCHER_DATA, "rungs")
     seed = section.get("seed", None)
