@@ -27,7 +27,7 @@ from .space import (CONDITION_OPS, Choice, Condition, Domain, Fixed, LogRandInt,
 # pbt: population-based training, trials pausing every perturbation_interval.
 SCHEDULER_TYPES = ("fifo", "asha", "promotion", "pasha", "sync_hyperband", "pbt")
 # Types whose implementation has landed; the others are refused with a clear message until then.
-AVAILABLE_SCHEDULERS = ("fifo", "asha", "pbt")
+AVAILABLE_SCHEDULERS = ("fifo", "asha", "promotion", "pbt")
 AVAILABLE_SEARCHERS = ("random",)
 PAUSING_SCHEDULERS = ("promotion", "pasha", "sync_hyperband", "pbt")
 SEARCHER_TYPES = ("random", "grid", "bayesopt", "kde", "genetic")
@@ -400,6 +400,9 @@ def _scheduler(value: Any, resource: ResourceSpec) -> SchedulerSpec:
     if not 0 <= resample <= 1:
         raise ConfigError("scheduler.resample_probability", resample, "must be in [0, 1]")
     brackets = section.number("brackets", 1, integer=True, positive=True)
+    if brackets > 1:
+        raise ConfigError("scheduler.brackets", brackets, "asynchronous Hyperband is not available in this "
+                          "version of hpc_hpo", "use brackets: 1")
     if brackets > 1 and kind not in ("asha", "promotion"):
         raise ConfigError("scheduler.brackets", brackets, f"applies to types asha and promotion, not '{kind}'",
                           "remove it, or use type asha or promotion for asynchronous Hyperband")

@@ -24,7 +24,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
-from hpc_hpo import checkpoint_dir, report, trial_dir
+from hpc_hpo import checkpoint_dir, report, target_resource, trial_dir
 
 CHECKPOINT_FILE = "model.pkl"
 
@@ -75,7 +75,10 @@ def main() -> None:
                               random_state=args.seed)
     classes = np.unique(digits.target)
     standalone = trial_dir() is None
-    for epoch in range(args.resume_from + 1, args.epochs + 1):
+    epoch = args.resume_from
+    # Run to the target: --epochs, or further when a promotion raises target_resource() in report().
+    while epoch < max(args.epochs, target_resource() or 0):
+        epoch += 1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.partial_fit(x_train, y_train, classes=classes)  # one pass over the training set

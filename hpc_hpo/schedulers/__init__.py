@@ -19,4 +19,7 @@ def make_scheduler(config: ExperimentConfig) -> Scheduler:
     if spec.type == "fifo":
         return FifoScheduler(max_t=max_t, mode=mode)
     levels = rung_levels(max_t, spec.grace_period, spec.reduction_factor, spec.rung_levels)
+    if spec.type == "promotion":
+        from .promotion import PromotionAsha
+        return PromotionAsha(levels, spec.reduction_factor, mode)
     return StoppingAsha(levels, spec.reduction_factor, mode)
