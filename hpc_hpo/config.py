@@ -18,6 +18,7 @@ from typing import Any, Callable
 import yaml
 
 from .errors import MISSING, ConfigError, HpoError
+from .schedulers.base import rung_levels
 from .space import (CONDITION_OPS, Choice, Condition, Domain, Fixed, LogRandInt, LogUniform, Param, RandInt,
                     Scalar, Space, Uniform, find_cycle)
 
@@ -27,7 +28,7 @@ from .space import (CONDITION_OPS, Choice, Condition, Domain, Fixed, LogRandInt,
 # pbt: population-based training, trials pausing every perturbation_interval.
 SCHEDULER_TYPES = ("fifo", "asha", "promotion", "pasha", "sync_hyperband", "pbt")
 # Types whose implementation has landed; the others are refused with a clear message until then.
-AVAILABLE_SCHEDULERS = ("fifo", "asha", "promotion", "pbt")
+AVAILABLE_SCHEDULERS = ("fifo", "asha", "promotion", "pasha", "pbt")
 AVAILABLE_SEARCHERS = ("random",)
 PAUSING_SCHEDULERS = ("promotion", "pasha", "sync_hyperband", "pbt")
 SEARCHER_TYPES = ("random", "grid", "bayesopt", "kde", "genetic")
@@ -400,9 +401,6 @@ def _scheduler(value: Any, resource: ResourceSpec) -> SchedulerSpec:
     if not 0 <= resample <= 1:
         raise ConfigError("scheduler.resample_probability", resample, "must be in [0, 1]")
     brackets = section.number("brackets", 1, integer=True, positive=True)
-    if brackets > 1:
-        raise ConfigError("scheduler.brackets", brackets, "asynchronous Hyperband is not available in this "
-                          "version of hpc_hpo", "use brackets: 1")
     if brackets > 1 and kind not in ("asha", "promotion"):
         raise ConfigError("scheduler.brackets", brackets, f"applies to types asha and promotion, not '{kind}'",
                           "remove it, or use type asha or promotion for asynchronous Hyperband")
@@ -424,6 +422,14 @@ def _scheduler(value: Any, resource: ResourceSpec) -> SchedulerSpec:
         raise ConfigError("scheduler.grace_period", grace,
                           f"must be less than resource.max ({resource.max})",
                           f"set grace_period below {resource.max} or raise resource.max")
+    levels = rung_levels(resource.max, grace, eta, rungs)
+    if brackets > 1 and brackets > len(levels) - 1:
+        raise ConfigError("scheduler.brackets", brackets, f"must be at most {len(levels) - 1}, the number of rungs "
+                          f"below resource.max (levels {', '.join(f'{v:g}' for v in levels)})",
+                          "lower brackets, or lower grace_period for more rungs")
+    if kind == "pasha" and len(levels) < 3:
+        raise ConfigError("scheduler.type", kind, f"pasha needs at least 3 rung levels; these are "
+                          f"{', '.join(f'{v:g}' for v in levels)}", "lower grace_period or raise resource.max")
     return SchedulerSpec(type=kind, grace_period=grace, reduction_factor=float(eta), rung_levels=rungs,
                          brackets=brackets, rung_system_per_bracket=per_bracket, ranking_epsilon=epsilon,
                          perturbation_interval=interval, population_size=population, quantile_fraction=fraction,

@@ -1,13 +1,18 @@
 """Schedulers decide at each report whether a trial continues, stops, pauses or completes."""
 from __future__ import annotations
 
-from ..config import ExperimentConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import ExperimentConfig
+
 from .asha import StoppingAsha
 from .base import Decision, Outcome, Scheduler, rung_levels
 from .fifo import FifoScheduler
+from .promotion import Pasha, PromotionAsha
 
 __all__ = ["Decision", "Outcome", "Scheduler", "rung_levels", "make_scheduler", "StoppingAsha",
-           "FifoScheduler"]
+           "FifoScheduler", "PromotionAsha", "Pasha"]
 
 
 def make_scheduler(config: ExperimentConfig) -> Scheduler:
@@ -19,7 +24,14 @@ def make_scheduler(config: ExperimentConfig) -> Scheduler:
     if spec.type == "fifo":
         return FifoScheduler(max_t=max_t, mode=mode)
     levels = rung_levels(max_t, spec.grace_period, spec.reduction_factor, spec.rung_levels)
+    eta, seed = spec.reduction_factor, config.searcher.seed
     if spec.type == "promotion":
-        from .promotion import PromotionAsha
-        return PromotionAsha(levels, spec.reduction_factor, mode)
-    return StoppingAsha(levels, spec.reduction_factor, mode)
+        return PromotionAsha(levels, eta, mode, spec.brackets, spec.rung_system_per_bracket, seed=seed)
+    if spec.type == "pasha":
+        return Pasha(levels, eta, mode, spec.ranking_epsilon, seed=seed)
+    if spec.type == "sync_hyperband":
+        from .sync_hyperband import SyncHyperband
+        return SyncHyperband(levels, eta, mode)
+    if spec.type != "asha":
+        raise ValueError(f"scheduler type {spec.type!r} is not known to make_scheduler")
+    return StoppingAsha(levels, eta, mode, spec.brackets, spec.rung_system_per_bracket, seed=seed)

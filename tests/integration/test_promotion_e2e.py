@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import read_export
+from conftest import read_export  # noqa: F401  (run_experiment is a fixture)
 
 
 def test_promotion_mode_pauses_and_resumes_from_checkpoints(tmp_path: Path, run_experiment) -> None:
@@ -26,3 +26,36 @@ def test_promotion_mode_pauses_and_resumes_from_checkpoints(tmp_path: Path, run_
     assert max(float(r["resource"]) for r in rows) <= 9
     assert "pause" in {r["decision"] for r in rows}
     assert not [e for e in events if e["type"] == "trial_ended" and e["state"] == "failed"]
+
+
+def test_pasha_runs_end_to_end_and_never_exceeds_max(tmp_path: Path, run_experiment) -> None:
+    result = run_experiment(scheduler={"type": "pasha", "grace_period": 1, "reduction_factor": 3},
+                            resource={"name": "epoch", "max": 27, "max_resource_attr": "epochs"},
+                            params={"x": {"type": "uniform", "low": 0.0, "high": 1.0},
+                                    "shape": {"type": "choice", "values": ["fast", "slow"]}, "epochs": 27},
+                            budget={"max_trials": 12})
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in (tmp_path / "exp" / "journal.jsonl").read_text().splitlines()]
+    assert not [e for e in events if e["type"] == "trial_ended" and e["state"] == "failed"]
+    rows = read_export(tmp_path)
+    assert "pause" in {r["decision"] for r in rows}
+    assert max(float(r["resource"]) for r in rows) <= 27
+    for resume in (e for e in events if e["type"] == "trial_resumed"):
+        after = [float(r["resource"]) for r in rows if r["trial_id"] == resume["trial_id"]
+                 and float(r["resource"]) > resume["resume_from"]]
+        assert not after or min(after) == resume["resume_from"] + 1
+
+
+def test_asynchronous_hyperband_draws_brackets_and_judges_from_their_first_rung(tmp_path: Path,
+                                                                                run_experiment) -> None:
+    result = run_experiment(scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 3, "brackets": 2},
+                            budget={"max_trials": 16})
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in (tmp_path / "exp" / "journal.jsonl").read_text().splitlines()]
+    brackets = {e["trial_id"]: e["bracket"] for e in events if e["type"] == "trial_created"}
+    assert set(brackets.values()) == {0, 1}
+    rows = read_export(tmp_path)
+    for row in rows:
+        if brackets[row["trial_id"]] == 1 and float(row["resource"]) < 3:
+            assert row["decision"] == "continue"  # bracket 1 starts judging at rung 3
+    assert "stop" in {r["decision"] for r in rows}

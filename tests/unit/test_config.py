@@ -535,3 +535,23 @@ def test_given_seed_is_kept(seed):
     config = valid({"searcher.seed": seed})
     assert config.searcher.seed == int(seed)
     assert config.frozen["searcher"] == {"seed": int(seed)}
+
+
+def test_brackets_beyond_the_rungs_are_refused_with_the_levels() -> None:
+    config = base_config()
+    config["resource"] = {"name": "epoch", "max": 9}
+    config["scheduler"] = {"type": "asha", "grace_period": 1, "reduction_factor": 3, "brackets": 3}
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, check_program=False)
+    assert error.value.key == "scheduler.brackets" and "at most 2" in str(error.value) and "1, 3, 9" in str(error.value)
+    config["scheduler"]["brackets"] = 2
+    assert validate_config(config, check_program=False).scheduler.brackets == 2
+
+
+def test_pasha_needs_three_rung_levels() -> None:
+    config = base_config()
+    config["resource"] = {"name": "epoch", "max": 3}
+    config["scheduler"] = {"type": "pasha", "grace_period": 1, "reduction_factor": 3}
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, check_program=False)
+    assert error.value.key == "scheduler.type" and "pasha" in str(error.value)
