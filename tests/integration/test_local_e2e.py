@@ -277,3 +277,15 @@ def test_pbt_exploits_good_checkpoints_and_explores(tmp_path: Path, run_experime
     assert len(completed) == 8
     assert max(float(r["resource"]) for r in rows) == 9
 
+
+
+def test_bayesopt_runs_end_to_end(tmp_path: Path, run_experiment) -> None:
+    result = run_experiment(searcher={"type": "bayesopt", "seed": 3, "num_init_random": 3, "num_candidates": 200},
+                            scheduler={"type": "fifo"}, budget={"max_trials": 8},
+                            execution={"num_parallel_evals": 2})
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in (tmp_path / "exp" / "journal.jsonl").read_text().splitlines()]
+    configs = [e["config"] for e in events if e["type"] == "trial_created"]
+    assert len(configs) == 8
+    assert all(0.0 <= c["x"] <= 1.0 and c["shape"] in ("fast", "slow") and c["epochs"] == 9 for c in configs)
+    assert len({(c["x"], c["shape"]) for c in configs}) == 8  # the model never proposes a config twice
