@@ -29,7 +29,7 @@ from .space import (CONDITION_OPS, Choice, Condition, Domain, Fixed, LogRandInt,
 SCHEDULER_TYPES = ("fifo", "asha", "promotion", "pasha", "sync_hyperband", "pbt")
 # Types whose implementation has landed; the others are refused with a clear message until then.
 AVAILABLE_SCHEDULERS = ("fifo", "asha", "promotion", "pasha", "pbt")
-AVAILABLE_SEARCHERS = ("random", "bayesopt")
+AVAILABLE_SEARCHERS = ("random", "bayesopt", "grid", "genetic")
 PAUSING_SCHEDULERS = ("promotion", "pasha", "sync_hyperband", "pbt")
 SEARCHER_TYPES = ("random", "grid", "bayesopt", "kde", "genetic")
 SEARCHER_DATA = ("rungs", "all", "rungs_and_last")
@@ -309,6 +309,10 @@ def validate_config(data: Any, experiment_dir: str | None = None,
     scheduler = _scheduler(top.get("scheduler", None), resource)
     searcher = _searcher(top.get("searcher", None), space)
     budget = _budget(top.get("budget", None), searcher, scheduler.type)
+    if searcher.type == "genetic" and scheduler.pauses:
+        # A generation is bred when all its trials have ended; a paused trial never ends.
+        raise ConfigError("searcher.type", "genetic", f"cannot breed generations under scheduler type "
+                          f"'{scheduler.type}', whose paused trials never end", "use scheduler type fifo or asha")
     execution = _execution(top.get("execution", None))
     regex = _metric_regex(top.get("metric_regex", None), metric, resource)
     where = experiment_dir or top.text("experiment_dir", None) or os.path.join("runs", name)

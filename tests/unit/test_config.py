@@ -555,3 +555,12 @@ def test_pasha_needs_three_rung_levels() -> None:
     with pytest.raises(ConfigError) as error:
         validate_config(config, check_program=False)
     assert error.value.key == "scheduler.type" and "pasha" in str(error.value)
+
+
+def test_genetic_search_is_refused_under_a_pausing_scheduler() -> None:
+    config = base_config()
+    config["searcher"] = {"type": "genetic", "generations": 2}
+    config["scheduler"] = {"type": "promotion"}
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, check_program=False)
+    assert error.value.key == "searcher.type" and "promotion" in str(error.value)
