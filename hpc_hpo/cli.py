@@ -1,4 +1,4 @@
-"""The `hpc-hpo` command: run, status, best, export, report."""
+"""The `hpc-hpo` command: run, plan, status, best, export, report."""
 from __future__ import annotations
 
 import argparse
@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="print only the result")
     run.set_defaults(func=_run)
 
+    plan = commands.add_parser("plan", help="print the scheduler's plan and the resource it will spend; runs nothing")
+    plan.add_argument("config", help="experiment YAML file")
+    plan.set_defaults(func=_plan)
+
     status = commands.add_parser("status", help="table of an experiment's trials")
     status.add_argument("experiment", help="experiment directory, or its config file")
     status.set_defaults(func=_status)
@@ -66,6 +70,14 @@ def _run(args: argparse.Namespace) -> int:
     state = Driver(config, make_backend(config), quiet=args.quiet).run()
     print()
     print(best_text(state))
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .plan import format_plan
+
+    print(format_plan(load_config(args.config)))
     return 0
 
 

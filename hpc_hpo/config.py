@@ -28,7 +28,7 @@ from .space import (CONDITION_OPS, Choice, Condition, Domain, Fixed, LogRandInt,
 # pbt: population-based training, trials pausing every perturbation_interval.
 SCHEDULER_TYPES = ("fifo", "asha", "promotion", "pasha", "sync_hyperband", "pbt")
 # Types whose implementation has landed; the others are refused with a clear message until then.
-AVAILABLE_SCHEDULERS = ("fifo", "asha", "promotion", "pasha", "pbt")
+AVAILABLE_SCHEDULERS = ("fifo", "asha", "promotion", "pasha", "sync_hyperband", "pbt")
 AVAILABLE_SEARCHERS = ("random", "bayesopt", "grid", "genetic")
 PAUSING_SCHEDULERS = ("promotion", "pasha", "sync_hyperband", "pbt")
 SEARCHER_TYPES = ("random", "grid", "bayesopt", "kde", "genetic")

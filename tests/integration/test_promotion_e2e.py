@@ -59,3 +59,16 @@ def test_asynchronous_hyperband_draws_brackets_and_judges_from_their_first_rung(
         if brackets[row["trial_id"]] == 1 and float(row["resource"]) < 3:
             assert row["decision"] == "continue"  # bracket 1 starts judging at rung 3
     assert "stop" in {r["decision"] for r in rows}
+
+
+def test_sync_hyperband_runs_its_plan(tmp_path: Path, run_experiment) -> None:
+    result = run_experiment(scheduler={"type": "sync_hyperband", "grace_period": 1, "reduction_factor": 3},
+                            resource={"name": "epoch", "max": 9, "max_resource_attr": "epochs"}, budget={})
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in (tmp_path / "exp" / "journal.jsonl").read_text().splitlines()]
+    created = [e for e in events if e["type"] == "trial_created"]
+    # Levels 1, 3, 9: brackets of 9, 5 and 3 configs; 3+1 resumed in bracket 2, 1 in bracket 1.
+    assert sorted(e["bracket"] for e in created) == [0] * 3 + [1] * 5 + [2] * 9
+    assert len([e for e in events if e["type"] == "trial_resumed"]) == 5
+    rows = read_export(tmp_path)
+    assert sum(1 for r in rows if r["decision"] == "complete") == 1 + 1 + 3
