@@ -8,6 +8,7 @@ leaves an action that the journal does not know was intended.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -328,10 +329,14 @@ class Driver:
         (trial_dir / DECISION_FILE).unlink(missing_ok=True)  # no stale decision for the new run
         resume_from = plan.resume_from if isinstance(plan, (Resume, Branch)) else 0
         spec = LaunchSpec(trial_id=trial.trial_id, argv=self._argv(trial, plan.target, resume_from),
-                          cwd=Path.cwd(), trial_dir=trial_dir, env=self._env(trial, plan.target, resume_from))
+                          cwd=Path.cwd(), trial_dir=trial_dir, env=self._env(trial, plan.target, resume_from),
+                          tag=self._run_tag(trial.trial_id, trial.runs + 1))
         handle = self.backend.submit(spec)
-        self._apply(make_event("trial_started", trial.trial_id, handle=handle, backend=self.backend.name,
-                               run=trial.runs + 1), self.pending_events)
+        # Journaled at once, not with the next sweep: a driver killed now must find this handle.
+        started = make_event("trial_started", trial.trial_id, handle=handle, backend=self.backend.name,
+                             run=trial.runs + 1)
+        self.journal.append([started])
+        self.state.apply(started)
         if trial.trial_id not in self.readers:
             source = trial_dir / ("stdout" if self.config.metric_regex is not None else "metrics.jsonl")
             self.readers[trial.trial_id] = (LineTail(source), ReportParser(
@@ -421,10 +426,13 @@ class Driver:
                 self.scheduler.on_trial_end(trial_id)
                 self.searcher.on_trial_end(trial_id)
         # Runs the previous driver left behind are not re-adopted yet: they are ended and recorded as cancelled.
+        # A pending trial may have been submitted just before the crash, its handle never journaled:
+        # the backend looks for it by the run's tag.
         orphans = [t for t in self.state.trials.values() if t.state in (PENDING, RUNNING)]
         for trial in orphans:
-            if trial.state == RUNNING and trial.handle:
-                self.backend.end_orphan(trial.handle, self._trial_dir(trial.trial_id))
+            run = trial.runs if trial.state == RUNNING else trial.runs + 1
+            self.backend.end_orphan(trial.handle if trial.state == RUNNING else None,
+                                    self._run_tag(trial.trial_id, run))
             event = make_event("trial_ended", trial.trial_id, state=CANCELLED, exit_code=None,
                                reason="the driver that ran it stopped")
             self._apply(event, self.pending_events)
@@ -446,6 +454,11 @@ class Driver:
     def _apply(self, event: dict[str, Any], events: list[dict[str, Any]]) -> None:
         self.state.apply(event)
         events.append(event)
+
+    def _run_tag(self, trial_id: str, run: int) -> str:
+        """Unique to this experiment directory, trial and run; short and plain enough for a Slurm job name."""
+        where = hashlib.sha1(str(self.config.experiment_dir.resolve()).encode()).hexdigest()[:8]
+        return f"hpo-{where}-{trial_id}-{run}"
 
     def _trial_dir(self, trial_id: str) -> Path:
         return self.config.experiment_dir / "trials" / trial_id

@@ -19,6 +19,10 @@ class LaunchSpec:
     cwd: Path
     trial_dir: Path
     env: dict[str, str] = field(default_factory=dict)  # added to the driver's environment
+    # Names this run (experiment, trial, run number) where the batch system can see it: a driver
+    # that died between submitting and journaling the handle finds the run again by its tag.
+    tag: str = ""
+    nodes: int = 1
 
     @property
     def stdout(self) -> Path:
@@ -54,8 +58,12 @@ class Backend(ABC):
     def cancel(self, handle: str) -> None:
         """Ask the trial to end (SIGTERM or scancel), escalating to a forced end after a grace period."""
 
-    def end_orphan(self, handle: str, trial_dir: Path) -> None:
-        """End a run that a previous driver started and nobody watches any more (best effort)."""
+    def end_orphan(self, handle: str | None, tag: str) -> None:
+        """End a run that a previous driver started and nobody watches any more (best effort).
+
+        With no handle (the driver died between submitting and journaling it), the run is
+        looked for by its tag; a handle is checked against the tag before anything is ended.
+        """
 
     def shutdown(self) -> None:
         """Release what the backend holds; trials still running are cancelled by the driver first."""

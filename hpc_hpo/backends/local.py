@@ -8,8 +8,22 @@ import time
 from pathlib import Path
 
 from ..errors import BackendError
-from ..worker import TRIAL_DIR_ENV
 from .base import EXITED, RUNNING, Backend, JobStatus, LaunchSpec
+
+
+# Set in every trial's environment; a resumed driver finds the processes of a run by it.
+RUN_TAG_ENV = "HPC_HPO_RUN_TAG"
+
+
+def _all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _environment(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:  # gone, or another user's
+        return []
 
 
 class LocalBackend(Backend):
@@ -23,6 +37,7 @@ class LocalBackend(Backend):
     def submit(self, spec: LaunchSpec) -> str:
         env = dict(os.environ)
         env.update(spec.env)
+        env[RUN_TAG_ENV] = spec.tag
         # Line-by-line stdout from Python trials, so metric_regex and users see output as it comes.
         env.setdefault("PYTHONUNBUFFERED", "1")
         try:
@@ -62,22 +77,20 @@ class LocalBackend(Backend):
         self._signal(process, signal.SIGTERM)
         self.kill_at[handle] = time.monotonic() + self.kill_grace_s
 
-    def end_orphan(self, handle: str, trial_dir: Path) -> None:
-        """Kill the process group of a run left by a dead driver, if that pid is still that trial's process.
+    def end_orphan(self, handle: str | None, tag: str) -> None:
+        """Kill the process group of a run left by a dead driver.
 
-        The check reads the process's environment: a recycled pid belongs to some other program,
-        which must not be touched.
+        A process is that run's only if its environment carries the run's tag: a recycled pid
+        belongs to some other program, which must not be touched.
         """
-        try:
-            pid = int(handle)
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except (ValueError, OSError):
-            return
-        if f"{TRIAL_DIR_ENV}={trial_dir}".encode() in environ:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        marker = f"{RUN_TAG_ENV}={tag}".encode()
+        pids = [int(handle)] if handle and handle.isdigit() else _all_pids()
+        for pid in pids:
+            if marker in _environment(pid):
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
 
     @staticmethod
     def _signal(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

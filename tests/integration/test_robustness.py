@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import PROGRAMS, cli, read_export, synthetic_config, write_config
 
 
@@ -70,7 +72,8 @@ def test_failed_runs_are_retried_then_marked_failed(tmp_path: Path) -> None:
         assert resources == sorted(set(resources), key=float)
 
 
-def test_runs_left_by_a_killed_driver_are_ended_on_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize("handles_journaled", [True, False], ids=["handles-journaled", "killed-before-journaling"])
+def test_runs_left_by_a_killed_driver_are_ended_on_resume(tmp_path: Path, handles_journaled: bool) -> None:
     config = synthetic_config(tmp_path, params={"x": {"type": "uniform", "low": 0.0, "high": 1.0},
                                                 "epochs": 9, "sleep": 1.0},
                               scheduler={"type": "fifo"}, budget={"max_trials": 2},
@@ -86,6 +89,12 @@ def test_runs_left_by_a_killed_driver_are_ended_on_resume(tmp_path: Path) -> Non
     driver.wait(timeout=30)
     pids = [int(p.read_text()) for p in pid_files]
     assert all(Path(f"/proc/{pid}").exists() for pid in pids), "trials run in their own session"
+    if not handles_journaled:
+        # As if the driver died between starting the processes and journaling their pids:
+        # the resumed driver must find them by their run tag.
+        lines = (tmp_path / "exp" / "journal.jsonl").read_text().splitlines(keepends=True)
+        (tmp_path / "exp" / "journal.jsonl").write_text(
+            "".join(line for line in lines if json.loads(line)["type"] != "trial_started"))
     resumed = cli("run", str(path), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     for pid in pids:
