@@ -49,7 +49,16 @@ SEARCHER_OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
                 "mutation_rate": (0.1, "rate"), "crossover_rate": (0.5, "rate"),
                 "migration_interval": (5, "int"), "mutation_std": (0.2, "positive")},
 }
-BACKENDS = ("local", "auto")
+BACKENDS = ("local", "slurm", "auto")
+SLURM_MODES = ("auto", "steps", "sbatch")
+# The driver's environment variables a Slurm trial gets by default (besides HPC_HPO_* and what the
+# template sets): enough to find the same Python and libraries, nothing the driver happens to hold.
+DEFAULT_SLURM_EXPORT = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "CONDA_PREFIX", "LD_LIBRARY_PATH", "HOME", "USER",
+                        "LOGNAME", "LANG", "LC_ALL", "TMPDIR", "SLURM_CONF")
+SLURM_TIME_PATTERN = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+-\d+$")
+# Partition and account names, job ids: what Slurm itself accepts, nothing a shell would read.
+SLURM_WORD_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]{1,128}$")
+ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PARAM_TYPES = ("uniform", "loguniform", "randint", "lograndint", "choice", "pchoice", "fixed")
 # Column names of the CSV export that a parameter name may not take.
 RESERVED_NAMES = ("trial_id", "resource", "elapsed_s", "decision")
@@ -136,6 +145,24 @@ class BudgetSpec:
 
 
 @dataclass(frozen=True)
+class SlurmSpec:
+    """CrayAI's knobs for running trials on Slurm (steps in an allocation, or one sbatch job each)."""
+
+    mode: str = "auto"  # steps inside an allocation when there is one, else sbatch
+    nodes_per_eval: int = 1
+    launch_args: tuple[str, ...] = ()  # extra srun flags for each trial
+    alloc_args: tuple[str, ...] = ()  # extra sbatch flags for each trial job
+    alloc_jobid: str | None = None  # run steps in this allocation from outside it
+    partition: str | None = None
+    account: str | None = None
+    time_limit: str | None = None
+    template: Path | None = None  # sbatch mode: the trial job template
+    nodes_flag: str | None = None  # passes nodes_per_eval to the program, e.g. --nodes
+    export: tuple[str, ...] = DEFAULT_SLURM_EXPORT  # or ("ALL",)
+    squeue_interval: float = 10.0  # seconds between squeue calls in sbatch mode
+
+
+@dataclass(frozen=True)
 class ExecutionSpec:
     backend: str
     num_parallel_evals: int
@@ -144,6 +171,7 @@ class ExecutionSpec:
     num_retries: int = 0  # re-attempts of a run that exits non-zero (CrayAI's name)
     # Flags a resumed run gets, besides HPC_HPO_RESUME_FROM / HPC_HPO_CHECKPOINT_DIR in its environment.
     resume_flags: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_RESUME_FLAGS))
+    slurm: SlurmSpec = field(default_factory=SlurmSpec)
 
 
 @dataclass(frozen=True)
@@ -538,15 +566,79 @@ def _budget(value: Any, searcher: SearcherSpec, scheduler_type: str) -> BudgetSp
 
 
 def _execution(value: Any) -> ExecutionSpec:
-    section = Section(value, "execution", ("backend", "num_parallel_evals", "poll_interval",
-                                           "stop_grace_period", "resume_flags", "num_retries"))
-    backend = section.choice("backend", BACKENDS, "auto")
-    parallel = section.number("num_parallel_evals", os.cpu_count() or 1, integer=True, positive=True)
+    section = Section(value, "execution", ("backend", "workload_manager", "num_parallel_evals", "poll_interval",
+                                           "stop_grace_period", "resume_flags", "num_retries", "slurm"))
+    if "backend" in section.data and "workload_manager" in section.data:
+        raise ConfigError("execution.workload_manager", section.data["workload_manager"],
+                          "is another name for execution.backend", "set only one of the two")
+    name = "workload_manager" if "workload_manager" in section.data else "backend"
+    backend = section.choice(name, BACKENDS, "auto")
+    # 0: as many as the allocation holds (allocated nodes / nodes_per_eval; locally, the CPU count).
+    parallel = _count(section, "num_parallel_evals") if "num_parallel_evals" in section.data else 0
     poll = float(section.number("poll_interval", 0.5, positive=True))
     grace = float(section.number("stop_grace_period", 10, positive=True))
     return ExecutionSpec(backend=backend, num_parallel_evals=parallel, poll_interval=poll,
                          stop_grace_period=grace, resume_flags=_resume_flags(section.get("resume_flags", {})),
-                         num_retries=_count(section, "num_retries"))
+                         num_retries=_count(section, "num_retries"), slurm=_slurm(section.get("slurm", None)))
+
+
+def _slurm(value: Any) -> SlurmSpec:
+    section = Section(value, "execution.slurm", ("mode", "nodes_per_eval", "launch_args", "alloc_args",
+                                                 "alloc_jobid", "partition", "account", "time_limit", "template",
+                                                 "nodes_flag", "export", "squeue_interval"))
+    word = "must be letters, digits and _ . + - only (a Slurm name)"
+    template = section.text("template", None)
+    if template is not None and _has_control(template):
+        raise ConfigError(section.key("template"), template, "must be a file path without control characters")
+    jobid = section.get("alloc_jobid", None)
+    if jobid is not None and not re.fullmatch(r"\d+", str(jobid)):
+        raise ConfigError(section.key("alloc_jobid"), jobid, "must be a Slurm job id (digits)",
+                          "use the id `squeue --me` shows for your allocation")
+    return SlurmSpec(
+        mode=section.choice("mode", SLURM_MODES, "auto"),
+        nodes_per_eval=section.number("nodes_per_eval", 1, integer=True, positive=True),
+        launch_args=_slurm_args(section, "launch_args"), alloc_args=_slurm_args(section, "alloc_args"),
+        alloc_jobid=None if jobid is None else str(jobid),
+        partition=section.text("partition", None, SLURM_WORD_PATTERN, word),
+        account=section.text("account", None, SLURM_WORD_PATTERN, word),
+        time_limit=section.text("time_limit", None, SLURM_TIME_PATTERN,
+                                "must be a Slurm time limit: minutes, MM:SS, HH:MM:SS, D-HH or D-HH:MM:SS"),
+        template=None if template is None else Path(template).absolute(),
+        nodes_flag=_flag(section.get("nodes_flag", None), section.key("nodes_flag")),
+        export=_export(section.get("export", list(DEFAULT_SLURM_EXPORT)), section.key("export")),
+        squeue_interval=float(section.number("squeue_interval", 10, positive=True)))
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def _slurm_args(section: Section, name: str) -> tuple[str, ...]:
+    """Extra srun/sbatch flags: a list, or a string split like a shell would. They are passed as argv
+    items (never through a shell), and each must be an option, since a stray word would become the command."""
+    value = section.get(name, [])
+    key = section.key(name)
+    if isinstance(value, str):
+        try:
+            value = shlex.split(value)
+        except ValueError as exc:
+            raise ConfigError(key, value, f"cannot be split into flags ({exc})") from None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(key, value, "must be a list of flags", "e.g. ['--gpus-per-task=1', '--mem=8G']")
+    for item in value:
+        if not item.startswith("-") or "=" not in item and " " in item or _has_control(item):
+            raise ConfigError(key, item, "must be a flag starting with '-', without newlines or NUL bytes",
+                              "write an option with its value as one item: '--constraint=haswell'")
+    return tuple(value)
+
+
+def _export(value: Any, key: str) -> tuple[str, ...]:
+    if value == "ALL" or value == ["ALL"]:
+        return ("ALL",)
+    if not isinstance(value, list) or not all(isinstance(v, str) and ENV_NAME_PATTERN.match(v) for v in value):
+        raise ConfigError(key, value, "must be a list of environment variable names, or ALL",
+                          f"the default is {list(DEFAULT_SLURM_EXPORT)}")
+    return tuple(value)
 
 
 def _count(section: Section, name: str) -> int:

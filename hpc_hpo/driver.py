@@ -65,6 +65,8 @@ class Driver:
         self.actions: list[Callable[[], None]] = []  # carried out after the sweep's journal append
         self.pending_events: list[dict[str, Any]] = []
         self.no_new_trials = False
+        self.allocation_ending = False
+        self.parallel = backend.slots(config.execution.num_parallel_evals)
         self.stop_reason: str | None = None
 
     # ------------------------------------------------------------------ public
@@ -90,8 +92,10 @@ class Driver:
                     self.pending_events)
         self.progress.say(f"{'resumed' if resumed else 'started'} experiment {self.config.name} in "
                           f"{self.config.experiment_dir} ({self.backend.name}, {self.config.scheduler.type}, "
-                          f"{self.config.execution.num_parallel_evals} at a time)")
+                          f"{self.parallel} at a time)")
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        # Slurm's --signal=B:USR1@<seconds> warns that the allocation ends soon: stop cleanly, resume later.
+        previous_usr1 = signal.signal(signal.SIGUSR1, self._allocation_ending)
         try:
             self._loop()
         except KeyboardInterrupt:
@@ -99,13 +103,21 @@ class Driver:
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGUSR1, previous_usr1)
             self.backend.shutdown()
         return self.state
 
     # ------------------------------------------------------------------ the loop
 
+    def _allocation_ending(self, signum: int, frame: FrameType | None) -> None:
+        self.allocation_ending = True
+
     def _loop(self) -> None:
         while True:
+            if self.allocation_ending:
+                self._shutdown("the allocation is ending (SIGUSR1)")
+                self.progress.say("stopped before the allocation ends; run the same command again to resume")
+                return
             events, self.pending_events = self.pending_events, []
             self._sweep_trials(events)
             self._check_stop_rules()
@@ -131,7 +143,7 @@ class Driver:
             # Read after polling: the lines written before an exit are all there now.
             self._read_reports(live, events)
             if status is not None and status.state == EXITED:
-                self._run_ended(live, status.exit_code, status.reason, events)
+                self._run_ended(live, status.exit_code, status.reason, events, status.resubmit)
             elif live.exit_deadline is not None and now > live.exit_deadline:
                 live.exit_deadline = None
                 self.actions.append(lambda handle=live.trial.handle: self.backend.cancel(handle or ""))
@@ -174,6 +186,15 @@ class Driver:
             # Give the program time to save its checkpoint and exit on its own before cancelling it.
             live.exit_deadline = time.monotonic() + self.config.execution.stop_grace_period
 
+    def _retry_plan(self, trial: TrialState, plan: StartNew | Resume | Branch, resubmit: bool
+                    ) -> StartNew | Resume | Branch:
+        """A run the cluster ended (preempted, node failure, time limit) goes on from its checkpoint, if it
+        saved one after its last report; a run that failed on its own starts its attempt over."""
+        checkpoint = self._trial_dir(trial.trial_id) / "checkpoint"
+        if resubmit and trial.last_resource and checkpoint.is_dir() and any(checkpoint.iterdir()):
+            return Resume(trial.trial_id, trial.last_resource, plan.target)
+        return plan
+
     def _tell_trial(self, trial: TrialState, resource: float, decision: Decision, target: float | None) -> None:
         """The decision file a trial's report() waits for at its target (written after journaling)."""
         message = {"resource": _plain_number(resource), "decision": decision.value}
@@ -183,7 +204,7 @@ class Driver:
                                                       json.dumps(message)))
 
     def _run_ended(self, live: LiveTrial, exit_code: int | None, reason: str | None,
-                   events: list[dict[str, Any]]) -> None:
+                   events: list[dict[str, Any]], resubmit: bool = False) -> None:
         trial = live.trial
         del self.live[trial.trial_id]
         # A run told to pause is paused if it exited cleanly, or by a signal: we cancel it after the grace period.
@@ -194,7 +215,7 @@ class Driver:
             if self.scheduler.snapshots_at_pause:
                 self.actions.append(lambda: self._snapshot(trial))
             return
-        state = FINISHED if exit_code == 0 else FAILED
+        state = FINISHED if exit_code == 0 and not resubmit else FAILED
         if self.stop_reason is not None and not trial.decided:
             state = CANCELLED
         fields: dict[str, Any] = {"state": state, "exit_code": exit_code}
@@ -206,7 +227,7 @@ class Driver:
             self._apply(make_event("trial_retry", trial.trial_id, attempt=trial.failures + 2, **fields), events)
             self.progress.say(f"retrying  {trial.trial_id}  after exit code {exit_code}: retry {trial.failures} "
                               f"of {self.config.execution.num_retries}")
-            self.to_launch.append((trial, live.plan))
+            self.to_launch.append((trial, self._retry_plan(trial, live.plan, resubmit)))
             return
         self._apply(make_event("trial_ended", trial.trial_id, **fields), events)
         self.scheduler.on_trial_end(trial.trial_id)
@@ -256,7 +277,7 @@ class Driver:
 
     def _plan(self, events: list[dict[str, Any]]) -> None:
         """Fill free slots with what the scheduler wants: a resumed trial or a new one; journaled now, launched after."""
-        free = self.config.execution.num_parallel_evals - len(self.live) - len(self.to_launch)
+        free = self.parallel - len(self.live) - len(self.to_launch)
         while free > 0 and self.stop_reason is None:
             index = len(self.state.trials)
             action = self.scheduler.next_action(index)
@@ -330,7 +351,8 @@ class Driver:
         resume_from = plan.resume_from if isinstance(plan, (Resume, Branch)) else 0
         spec = LaunchSpec(trial_id=trial.trial_id, argv=self._argv(trial, plan.target, resume_from),
                           cwd=Path.cwd(), trial_dir=trial_dir, env=self._env(trial, plan.target, resume_from),
-                          tag=self._run_tag(trial.trial_id, trial.runs + 1))
+                          tag=self._run_tag(trial.trial_id, trial.runs + 1),
+                          nodes=self.config.execution.slurm.nodes_per_eval)
         handle = self.backend.submit(spec)
         # Journaled at once, not with the next sweep: a driver killed now must find this handle.
         started = make_event("trial_started", trial.trial_id, handle=handle, backend=self.backend.name,

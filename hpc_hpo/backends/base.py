@@ -5,6 +5,7 @@ runs, and end it on request. The driver is the only caller.
 """
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ class LaunchSpec:
 
 
 RUNNING, EXITED = "running", "exited"
+# Set in every trial's environment; a resumed driver finds the processes of a run by it.
+RUN_TAG_ENV = "HPC_HPO_RUN_TAG"
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class JobStatus:
     state: str  # RUNNING or EXITED
     exit_code: int | None = None  # negative: killed by that signal
     reason: str | None = None
+    # Ended by the cluster, not by the program (preempted, node failure, time limit): worth
+    # resubmitting from the trial's checkpoint within the retry budget.
+    resubmit: bool = False
 
 
 class Backend(ABC):
@@ -65,5 +71,28 @@ class Backend(ABC):
         looked for by its tag; a handle is checked against the tag before anything is ended.
         """
 
+    def slots(self, requested: int) -> int:
+        """How many trials may run at once: `requested`, or with 0, what the resources hold."""
+        return requested or (os.cpu_count() or 1)
+
     def shutdown(self) -> None:
         """Release what the backend holds; trials still running are cancelled by the driver first."""
+
+
+def processes_tagged(tag: str, candidates: list[int] | None = None) -> list[int]:
+    """The local processes (of the candidates, or all) whose environment carries this run tag.
+
+    The environment is the proof: a recycled pid belongs to some other program, which must not
+    be touched.
+    """
+    marker = f"{RUN_TAG_ENV}={tag}".encode()
+    pids = candidates if candidates is not None else [int(n) for n in os.listdir("/proc") if n.isdigit()]
+    found = []
+    for pid in pids:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:  # gone, or another user's
+            continue
+        if marker in environ:
+            found.append(pid)
+    return found

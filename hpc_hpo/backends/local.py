@@ -8,22 +8,7 @@ import time
 from pathlib import Path
 
 from ..errors import BackendError
-from .base import EXITED, RUNNING, Backend, JobStatus, LaunchSpec
-
-
-# Set in every trial's environment; a resumed driver finds the processes of a run by it.
-RUN_TAG_ENV = "HPC_HPO_RUN_TAG"
-
-
-def _all_pids() -> list[int]:
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-
-
-def _environment(pid: int) -> list[bytes]:
-    try:
-        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:  # gone, or another user's
-        return []
+from .base import EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, processes_tagged
 
 
 class LocalBackend(Backend):
@@ -78,19 +63,12 @@ class LocalBackend(Backend):
         self.kill_at[handle] = time.monotonic() + self.kill_grace_s
 
     def end_orphan(self, handle: str | None, tag: str) -> None:
-        """Kill the process group of a run left by a dead driver.
-
-        A process is that run's only if its environment carries the run's tag: a recycled pid
-        belongs to some other program, which must not be touched.
-        """
-        marker = f"{RUN_TAG_ENV}={tag}".encode()
-        pids = [int(handle)] if handle and handle.isdigit() else _all_pids()
-        for pid in pids:
-            if marker in _environment(pid):
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+        """Kill the process group of a run left by a dead driver (found by the tag in its environment)."""
+        for pid in processes_tagged(tag, [int(handle)] if handle and handle.isdigit() else None):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     @staticmethod
     def _signal(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

@@ -103,3 +103,29 @@ def test_runs_left_by_a_killed_driver_are_ended_on_resume(tmp_path: Path, handle
     assert ends["0000"]["state"] == "cancelled" and "driver" in ends["0000"]["reason"]
     created = [e["trial_id"] for e in journal(tmp_path) if e["type"] == "trial_created"]
     assert created == ["0000", "0001"]
+
+
+def test_usr1_before_the_allocation_ends_stops_cleanly_and_a_rerun_resumes(tmp_path: Path) -> None:
+    """`--signal=B:USR1@<s>` in driver.sbatch: the driver ends its runs, exits 0, and resumes later."""
+    config = synthetic_config(tmp_path, params={"x": {"type": "uniform", "low": 0.0, "high": 1.0},
+                                                "epochs": 9, "sleep": 0.5},
+                              scheduler={"type": "fifo"}, budget={"max_trials": 4},
+                              execution={"num_parallel_evals": 2})
+    path = write_config(tmp_path, config)
+    driver = subprocess.Popen([sys.executable, "-m", "hpc_hpo.cli", "run", str(path)], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pid_files = [tmp_path / "exp" / "trials" / t / "pid" for t in ("0000", "0001")]
+    deadline = time.monotonic() + 30
+    while not all(p.exists() and p.read_text() for p in pid_files) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGUSR1)
+    stdout, stderr = driver.communicate(timeout=60)
+    assert driver.returncode == 0, stderr
+    assert "allocation is ending" in stdout and "resume" in stdout and "Traceback" not in stderr
+    for pid_file in pid_files:
+        assert not Path(f"/proc/{int(pid_file.read_text())}").exists(), "a trial outlived the driver"
+    events = journal(tmp_path)
+    assert events[-1]["type"] == "experiment_ended" and events[-1]["final"] is False
+    resumed = cli("run", str(path), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert journal(tmp_path)[-1]["final"] is True

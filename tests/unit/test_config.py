@@ -104,7 +104,8 @@ def test_minimal_config_gets_typed_defaults():
     assert config.searcher.type == "random" and config.searcher.points_to_evaluate is None
     assert (config.budget.max_trials, config.budget.max_time) == (5, None)
     assert config.execution.backend == "auto"
-    assert config.execution.num_parallel_evals == (os.cpu_count() or 1)
+    assert config.execution.num_parallel_evals == 0  # as many as the backend holds
+    assert config.execution.slurm.nodes_per_eval == 1 and config.execution.slurm.mode == "auto"
     assert (config.execution.poll_interval, config.execution.stop_grace_period) == (0.5, 10.0)
     assert config.metric_regex is None
     assert config.experiment_dir == Path("runs", "unit").absolute()
@@ -219,7 +220,7 @@ def test_inverted_range(changes, key, shown, allowed):
 
 
 @pytest.mark.parametrize(ARGS, [
-    case("execution.num_parallel_evals", 0, "must be an integer greater than 0"),
+    case("execution.num_parallel_evals", -1, "must be 0 or more"),
     case("resource.max", 0, "must be a number greater than 0"),
     case("resource.max", -9, "must be a number greater than 0"),
     case("scheduler.grace_period", 0, "must be a number greater than 0"),
@@ -279,7 +280,7 @@ def test_missing_metric_mode_says_min_or_max():
 
 @pytest.mark.parametrize(ARGS, [
     case("metric.mode", "minimize", "must be one of: min, max"),
-    case("execution.backend", "slurm", "must be one of: local, auto"),
+    case("execution.backend", "pbs", "must be one of: local, slurm, auto"),
     case("scheduler.type", "hyperband", "must be one of: fifo, asha"),
     case("searcher.type", "bayes", "must be one of: random"),
     case("params.lr.type", "normal", "must be one of: uniform, loguniform"),
@@ -564,3 +565,44 @@ def test_genetic_search_is_refused_under_a_pausing_scheduler() -> None:
     with pytest.raises(ConfigError) as error:
         validate_config(config, check_program=False)
     assert error.value.key == "searcher.type" and "promotion" in str(error.value)
+
+
+# --------------------------------------------------------------------------- slurm settings
+
+
+def test_slurm_settings_load_typed():
+    config = valid({"execution.workload_manager": "slurm", "execution.num_parallel_evals": 0,
+                    "execution.slurm": {"mode": "steps", "nodes_per_eval": 2, "launch_args": "--gpus-per-task=1 --mem=8G",
+                                        "alloc_args": ["--constraint=haswell"], "alloc_jobid": 1234,
+                                        "partition": "debug", "account": "proj-1", "time_limit": "1-00:30:00",
+                                        "nodes_flag": "--nodes", "export": ["PATH", "PYTHONPATH"]}})
+    slurm = config.execution.slurm
+    assert config.execution.backend == "slurm" and config.execution.num_parallel_evals == 0
+    assert (slurm.mode, slurm.nodes_per_eval, slurm.alloc_jobid) == ("steps", 2, "1234")
+    assert slurm.launch_args == ("--gpus-per-task=1", "--mem=8G") and slurm.alloc_args == ("--constraint=haswell",)
+    assert (slurm.partition, slurm.account, slurm.time_limit) == ("debug", "proj-1", "1-00:30:00")
+    assert slurm.nodes_flag == "--nodes" and slurm.export == ("PATH", "PYTHONPATH")
+
+
+@pytest.mark.parametrize(ARGS, [
+    case("execution.slurm.launch_args", ["--mem=8G", "rm -rf /"], "must be a flag starting with '-'",
+         shown="rm -rf /"),
+    case("execution.slurm.launch_args", ["--comment=a\nb"], "without newlines", shown="--comment=a\nb"),
+    case("execution.slurm.alloc_args", "--qos='unclosed", "cannot be split"),
+    case("execution.slurm.partition", "debug; rm -rf ~", "a Slurm name"),
+    case("execution.slurm.account", "", "non-empty"),
+    case("execution.slurm.alloc_jobid", "12;3", "digits"),
+    case("execution.slurm.time_limit", "an hour", "HH:MM:SS"),
+    case("execution.slurm.export", ["PATH", "NOT VALID"], "environment variable names"),
+    case("execution.slurm.mode", "jobs", "auto, steps, sbatch"),
+    case("execution.slurm.nodes_per_eval", 0, "greater than 0"),
+    case("execution.slurm.template", "a\nb", "control characters"),
+    case("execution.slurm.nodes", 4, "unknown key", "nodes_per_eval"),
+])
+def test_bad_slurm_settings(changes, key, shown, allowed):
+    assert_rejected(changes, key, shown, allowed)
+
+
+def test_backend_and_workload_manager_together_are_refused():
+    assert_rejected({"execution.backend": "local", "execution.workload_manager": "slurm"},
+                    "execution.workload_manager", "slurm", ("set only one",))

@@ -1,0 +1,491 @@
+"""Trials on Slurm: as job steps inside an allocation, or as one sbatch job each.
+
+Steps mode (the driver runs inside an allocation, or names one with alloc_jobid): each trial is
+an `srun` step on nodes the backend hands out itself, so concurrent steps never compete for the
+same nodes and never sit in "step creation temporarily disabled". The srun process is the
+driver's child: its exit is the trial's exit, seen without asking slurmctld anything.
+
+Sbatch mode (the driver runs on a login node): each trial is a job rendered from a template the
+user can edit. Its end is seen first from an exit marker the job script writes, otherwise from
+one batched squeue call every `squeue_interval` seconds, with sacct for jobs squeue has
+forgotten. A job missing from both is never taken for a success.
+
+Every run carries its tag as the Slurm job (or step) name, so a driver that died after
+submitting finds and ends the run by name.
+"""
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import ExperimentConfig, SlurmSpec
+from ..errors import BackendError, ConfigError
+from .base import EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, processes_tagged
+from .slurm_output import (ACTIVE_STATES, INVALID_JOB_ID, RESUBMIT_STATES, SACCT_FIELDS, SQUEUE_JOB_FORMAT,
+                           SQUEUE_STEP_FORMAT, SlurmCommandError, SlurmRecord, latest_by_id, parse_sacct,
+                           parse_sbatch_job_id, parse_squeue, run_slurm)
+
+log = logging.getLogger("hpc_hpo")
+
+TEMPLATE_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+TEMPLATE_FIELDS = ("environment", "workdir", "command", "exit_file", "job_name", "trial_dir")
+# Options that say how many tasks a step has; when launch_args carry one, ours steps aside.
+TASK_COUNT_OPTIONS = ("-n", "--ntasks", "--ntasks-per-node", "--ntasks-per-gpu", "--ntasks-per-socket")
+# After this long missing from squeue and sacct alike, with no exit marker, a job counts as lost.
+LOST_AFTER_S = 300.0
+SUBMIT_ATTEMPTS = 3
+
+
+def default_template() -> Path:
+    """The template shipped in the project's slurm_templates/ (users copy it and set execution.slurm.template)."""
+    return Path(__file__).resolve().parents[2] / "slurm_templates" / "trial.sbatch"
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def trial_environment(export: tuple[str, ...], spec: LaunchSpec, source: dict[str, str]) -> dict[str, str]:
+    """The environment a trial gets: the listed variables of the driver's (or ALL), then the trial's own."""
+    env = dict(source) if export == ("ALL",) else {name: source[name] for name in export if name in source}
+    env.update(spec.env)
+    env[RUN_TAG_ENV] = spec.tag
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def task_options(nodes: int, launch_args: tuple[str, ...]) -> list[str]:
+    """One task per node unless the user's launch_args say how many tasks."""
+    for arg in launch_args:
+        if arg.split("=", 1)[0] in TASK_COUNT_OPTIONS or re.fullmatch(r"-n\d+", arg):
+            return [f"--nodes={nodes}"]
+    return [f"--nodes={nodes}", f"--ntasks={nodes}"]
+
+
+def program_argv(spec: LaunchSpec, nodes_flag: str | None) -> list[str]:
+    """The trial's command, with the node count appended when the config asks for it (CrayAI's flag)."""
+    argv = list(spec.argv)
+    if nodes_flag:
+        argv += [f"{nodes_flag}{spec.nodes}"] if nodes_flag.endswith("=") else [nodes_flag, str(spec.nodes)]
+    return argv
+
+
+def srun_step_argv(settings: SlurmSpec, job_id: str, nodes: list[str], spec: LaunchSpec) -> list[str]:
+    """The srun line of one trial step: on its own nodes, named by its tag, output into its trial directory."""
+    return ["srun", f"--jobid={job_id}", f"--job-name={spec.tag}", f"--nodelist={','.join(nodes)}",
+            *task_options(len(nodes), settings.launch_args), "--kill-on-bad-exit=1", "--input=none",
+            f"--output={spec.stdout}", f"--error={spec.stderr}", *settings.launch_args,
+            *program_argv(spec, settings.nodes_flag)]
+
+
+def sbatch_argv(settings: SlurmSpec, spec: LaunchSpec, script: Path) -> list[str]:
+    """Options on the command line override the template's #SBATCH lines: what the config sets wins."""
+    argv = ["sbatch", "--parsable", f"--job-name={spec.tag}", f"--nodes={spec.nodes}", "--export=NONE",
+            f"--output={spec.trial_dir / 'slurm.out'}", f"--chdir={spec.cwd}"]
+    for option, value in (("partition", settings.partition), ("account", settings.account),
+                          ("time", settings.time_limit)):
+        if value is not None:
+            argv.append(f"--{option}={value}")
+    return argv + list(settings.alloc_args) + [str(script)]
+
+
+def render_trial_script(template: str, values: dict[str, str], where: str = "template") -> str:
+    """Fill the template's {{ placeholders }}; an unknown one is an error, so is a missing {{ command }}."""
+    if not TEMPLATE_PLACEHOLDER.search(template) or "command" not in TEMPLATE_PLACEHOLDER.findall(template):
+        raise BackendError(f"{where} has no {{{{ command }}}} placeholder: the trial would never run")
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise BackendError(f"{where} uses {{{{ {name} }}}}, which is not known; "
+                               f"placeholders are: {', '.join(TEMPLATE_FIELDS)}")
+        return values[name]
+    return TEMPLATE_PLACEHOLDER.sub(fill, template)
+
+
+def script_values(settings: SlurmSpec, spec: LaunchSpec, env: dict[str, str], exit_file: Path) -> dict[str, str]:
+    """Every value quoted for bash: nothing from a config or a hyperparameter is read as shell code."""
+    for name, value in env.items():
+        if "\0" in value or "\n" in value:
+            raise BackendError(f"environment variable {name} holds a newline or NUL byte; it cannot enter a job script")
+    exports = "\n".join(f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items()))
+    # --export=ALL: sbatch --export=NONE sets SLURM_EXPORT_ENV=NONE, which srun would otherwise inherit.
+    step = ["srun", "--export=ALL", *task_options(spec.nodes, settings.launch_args), "--input=none",
+            f"--output={spec.stdout}", f"--error={spec.stderr}", *settings.launch_args,
+            *program_argv(spec, settings.nodes_flag)]
+    for item in step:
+        if "\0" in item or "\n" in item:
+            raise BackendError(f"trial {spec.trial_id}: argument {item!r} holds a newline or NUL byte")
+    return {"environment": exports, "workdir": shlex.quote(str(spec.cwd)), "command": shlex.join(step),
+            "exit_file": shlex.quote(str(exit_file)), "job_name": spec.tag, "trial_dir": shlex.quote(str(spec.trial_dir))}
+
+
+def status_of(record: SlurmRecord) -> JobStatus:
+    """What the driver needs from a Slurm state: still going, or ended with which code and why."""
+    state = record.state
+    if state in ACTIVE_STATES:
+        return JobStatus(RUNNING)
+    if state == "COMPLETED":
+        return JobStatus(EXITED, record.exit_code if record.exit_code is not None else 0)
+    if state == "CANCELLED":
+        return JobStatus(EXITED, record.exit_code if record.exit_code else -signal.SIGTERM, "cancelled (CANCELLED)")
+    if state == "OUT_OF_MEMORY":
+        return JobStatus(EXITED, record.exit_code or 1, "out of memory (OUT_OF_MEMORY)")
+    if state in RESUBMIT_STATES:
+        return JobStatus(EXITED, record.exit_code or 1, f"ended by Slurm ({state})", resubmit=True)
+    return JobStatus(EXITED, record.exit_code or 1, f"Slurm state {state}")
+
+
+def read_exit_marker(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if re.fullmatch(r"-?\d+", text) else None
+
+
+# --------------------------------------------------------------------------- steps mode
+
+
+@dataclass
+class _Step:
+    process: subprocess.Popen[bytes]
+    tag: str
+    nodes: list[str]
+    kill_at: float | None = None
+
+
+class SlurmStepsBackend(Backend):
+    """Each trial an srun step of nodes_per_eval nodes inside one allocation."""
+
+    name = "slurm-steps"
+
+    def __init__(self, settings: SlurmSpec, job_id: str, nodes: list[str], kill_grace_s: float) -> None:
+        self.settings, self.job_id, self.kill_grace_s = settings, job_id, kill_grace_s
+        self.free_nodes = list(nodes)
+        self.all_nodes = list(nodes)
+        self.steps: dict[str, _Step] = {}
+
+    def slots(self, requested: int) -> int:
+        fit = len(self.all_nodes) // self.settings.nodes_per_eval
+        if fit == 0:
+            raise ConfigError("execution.slurm.nodes_per_eval", self.settings.nodes_per_eval,
+                              f"is more than the {len(self.all_nodes)} nodes of allocation {self.job_id}",
+                              "ask for more nodes (salloc -N) or lower nodes_per_eval")
+        return min(requested, fit) if requested else fit
+
+    def submit(self, spec: LaunchSpec) -> str:
+        if len(self.free_nodes) < spec.nodes:
+            raise BackendError(f"trial {spec.trial_id} needs {spec.nodes} nodes, {len(self.free_nodes)} are free")
+        nodes, self.free_nodes = self.free_nodes[:spec.nodes], self.free_nodes[spec.nodes:]
+        argv = srun_step_argv(self.settings, self.job_id, nodes, spec)
+        env = trial_environment(self.settings.export, spec, dict(os.environ))
+        try:
+            with open(spec.trial_dir / "srun.log", "ab") as srun_log:
+                process = subprocess.Popen(argv, cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL,
+                                           stdout=srun_log, stderr=srun_log, start_new_session=True)
+        except OSError as exc:
+            self.free_nodes += nodes
+            raise BackendError(f"cannot start trial {spec.trial_id}: srun: {exc.strerror}") from None
+        handle = f"{self.job_id}:{process.pid}"
+        self.steps[handle] = _Step(process, spec.tag, nodes)
+        return handle
+
+    def poll(self, handles: list[str]) -> dict[str, JobStatus]:
+        statuses = {}
+        now = time.monotonic()
+        for handle in handles:
+            step = self.steps.get(handle)
+            if step is None:
+                statuses[handle] = JobStatus(EXITED, None, "not started by this driver")
+                continue
+            code = step.process.poll()
+            if code is None:
+                if step.kill_at is not None and now >= step.kill_at:
+                    self._force_end(step)
+                statuses[handle] = JobStatus(RUNNING)
+                continue
+            del self.steps[handle]
+            self.free_nodes += step.nodes
+            statuses[handle] = JobStatus(EXITED, code)
+        return statuses
+
+    def cancel(self, handle: str) -> None:
+        step = self.steps.get(handle)
+        if step is None or step.kill_at is not None or step.process.poll() is not None:
+            return
+        step.kill_at = time.monotonic() + self.kill_grace_s
+        if not self._scancel_steps(step.tag):
+            # Not registered with slurmctld yet (or already ending): srun forwards SIGTERM to its tasks.
+            _signal_group(step.process.pid, signal.SIGTERM)
+
+    def end_orphan(self, handle: str | None, tag: str) -> None:
+        self._scancel_steps(tag, "KILL")
+        for pid in processes_tagged(tag):
+            _signal_group(pid, signal.SIGKILL)
+
+    def shutdown(self) -> None:
+        for step in self.steps.values():
+            if step.process.poll() is None:
+                self._force_end(step)
+
+    def _force_end(self, step: _Step) -> None:
+        self._scancel_steps(step.tag, "KILL")
+        _signal_group(step.process.pid, signal.SIGKILL)
+        step.kill_at = None
+
+    def _scancel_steps(self, tag: str, signal_name: str | None = None) -> bool:
+        """scancel <job>.<step> for the steps of the allocation named by this tag; False if none was found."""
+        try:
+            listing = run_slurm(["squeue", "-h", "--steps", f"--jobs={self.job_id}", "-o", SQUEUE_STEP_FORMAT])
+        except SlurmCommandError as exc:
+            log.warning("cannot list the steps of allocation %s: %s", self.job_id, exc)
+            return False
+        step_ids = [r.job_id for r in parse_squeue(listing) if r.name == tag]
+        if step_ids:
+            flag = [f"--signal={signal_name}"] if signal_name else []
+            try:
+                run_slurm(["scancel", *flag, *step_ids])
+            except SlurmCommandError as exc:
+                log.warning("scancel of %s failed: %s", " ".join(step_ids), exc)
+        return bool(step_ids)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# --------------------------------------------------------------------------- sbatch mode
+
+
+@dataclass
+class _Job:
+    tag: str
+    exit_file: Path
+    submitted: float
+    missing_since: float | None = None
+
+
+@dataclass
+class _SqueueClock:
+    """When to ask squeue next: every interval, sooner after a cancel, backing off while it fails."""
+
+    interval: float
+    next_at: float = 0.0
+    failures: int = 0
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_at
+
+    def done(self, now: float, ok: bool) -> None:
+        self.failures = 0 if ok else self.failures + 1
+        self.next_at = now + min(self.interval * 2 ** self.failures, 300.0)
+
+    def soon(self, now: float) -> None:
+        self.next_at = min(self.next_at, now + 1.0)
+
+
+class SlurmBatchBackend(Backend):
+    """Each trial one sbatch job rendered from a template."""
+
+    name = "slurm-sbatch"
+
+    def __init__(self, settings: SlurmSpec, kill_grace_s: float) -> None:
+        self.settings = settings
+        self.template_path = settings.template or default_template()
+        try:
+            self.template = self.template_path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError("execution.slurm.template", str(self.template_path),
+                              f"cannot be read ({exc.strerror})", "copy slurm_templates/trial.sbatch and point "
+                              "execution.slurm.template at your copy") from None
+        render_trial_script(self.template, {name: "" for name in TEMPLATE_FIELDS}, str(self.template_path))
+        self.jobs: dict[str, _Job] = {}
+        self.clock = _SqueueClock(settings.squeue_interval)
+        self.known: dict[str, JobStatus] = {}
+        self.user = getpass.getuser()
+
+    def slots(self, requested: int) -> int:
+        if not requested:
+            raise ConfigError("execution.num_parallel_evals", 0, "must be set in sbatch mode: there is no "
+                              "allocation to fill", "set how many trial jobs may be queued or running at once, e.g. 8")
+        return requested
+
+    def submit(self, spec: LaunchSpec) -> str:
+        exit_file = spec.trial_dir / f"{spec.tag}.exit"
+        env = trial_environment(self.settings.export, spec, dict(os.environ))
+        script = spec.trial_dir / f"{spec.tag}.sbatch"
+        script.write_text(render_trial_script(self.template, script_values(self.settings, spec, env, exit_file),
+                                              str(self.template_path)), encoding="utf-8")
+        job_id = self._submit_once(sbatch_argv(self.settings, spec, script), spec.tag)
+        self.jobs[job_id] = _Job(spec.tag, exit_file, time.monotonic())
+        return job_id
+
+    def _submit_once(self, argv: list[str], tag: str) -> str:
+        """sbatch can time out and still have submitted: before trying again, look for the job by its name."""
+        for attempt in range(SUBMIT_ATTEMPTS):
+            try:
+                return parse_sbatch_job_id(run_slurm(argv, env=_slurm_client_env()))
+            except SlurmCommandError as exc:
+                found = self._jobs_named(tag)
+                if found:
+                    return found[0]
+                if attempt == SUBMIT_ATTEMPTS - 1 or not _transient(exc):
+                    raise
+                log.warning("sbatch failed (%s); trying again", exc)
+                time.sleep(2 ** attempt)
+        raise AssertionError("unreachable")
+
+    def poll(self, handles: list[str]) -> dict[str, JobStatus]:
+        now = time.monotonic()
+        statuses: dict[str, JobStatus] = {}
+        unknown = []
+        for handle in handles:
+            job = self.jobs.get(handle)
+            code = read_exit_marker(job.exit_file) if job else None
+            if code is not None:
+                statuses[handle] = JobStatus(EXITED, code)
+            elif handle in self.known:
+                statuses[handle] = self.known[handle]
+            else:
+                unknown.append(handle)
+        if unknown and self.clock.due(now):
+            self._refresh(unknown, now)
+        for handle in unknown:
+            statuses[handle] = self.known.get(handle, JobStatus(RUNNING))
+        for handle, status in statuses.items():
+            if status.state == EXITED:
+                self.jobs.pop(handle, None)
+                self.known.pop(handle, None)
+        return statuses
+
+    def _refresh(self, handles: list[str], now: float) -> None:
+        """One squeue for all; sacct for those squeue no longer lists; a failed call changes nothing."""
+        try:
+            listed = latest_by_id(parse_squeue(self._squeue(handles)))
+        except SlurmCommandError as exc:
+            self.clock.done(now, ok=False)
+            log.warning("squeue failed, trying again later: %s", exc)
+            return
+        self.clock.done(now, ok=True)
+        missing = []
+        for handle in handles:
+            if handle in listed:
+                self.known[handle] = status_of(listed[handle])
+                if self.known[handle].state == RUNNING:
+                    del self.known[handle]
+            else:
+                missing.append(handle)
+        if missing:
+            self._account(missing, now)
+
+    def _squeue(self, handles: list[str]) -> str:
+        argv = ["squeue", "-h", "--states=all", f"--jobs={','.join(handles)}", "-o", SQUEUE_JOB_FORMAT]
+        try:
+            return run_slurm(argv)
+        except SlurmCommandError as exc:
+            if INVALID_JOB_ID in exc.stderr:
+                return ""  # every listed job has left squeue's memory
+            raise
+
+    def _account(self, handles: list[str], now: float) -> None:
+        try:
+            records = latest_by_id(parse_sacct(run_slurm(
+                ["sacct", "-n", "-P", "-X", f"--jobs={','.join(handles)}", "-o", SACCT_FIELDS])))
+        except SlurmCommandError as exc:
+            log.warning("sacct failed: %s", exc)
+            records = {}
+        for handle in handles:
+            job = self.jobs.get(handle)
+            if handle in records:
+                status = status_of(records[handle])
+                if status.state == EXITED:
+                    self.known[handle] = status
+                continue
+            if job is None:
+                continue
+            # Not in squeue, not (yet) in sacct, no exit marker: wait, but not for ever.
+            job.missing_since = job.missing_since or now
+            if now - job.missing_since > LOST_AFTER_S:
+                self.known[handle] = JobStatus(EXITED, None, "job vanished: neither squeue nor sacct knows it")
+
+    def cancel(self, handle: str) -> None:
+        if handle not in self.jobs:
+            return
+        try:
+            run_slurm(["scancel", handle])
+        except SlurmCommandError as exc:
+            log.warning("scancel %s failed: %s", handle, exc)
+        self.clock.soon(time.monotonic())
+
+    def end_orphan(self, handle: str | None, tag: str) -> None:
+        # By name, and only this user's: a recycled job id never hits someone else's job.
+        try:
+            run_slurm(["scancel", f"--name={tag}", f"--user={self.user}"])
+        except SlurmCommandError as exc:
+            log.warning("cannot cancel the jobs named %s: %s", tag, exc)
+
+    def _jobs_named(self, tag: str) -> list[str]:
+        try:
+            listing = run_slurm(["squeue", "-h", f"--name={tag}", f"--user={self.user}", "-o", SQUEUE_JOB_FORMAT])
+        except SlurmCommandError:
+            return []
+        return [r.job_id for r in parse_squeue(listing)]
+
+    def shutdown(self) -> None:
+        for handle in list(self.jobs):
+            try:
+                run_slurm(["scancel", handle])
+            except SlurmCommandError:
+                pass
+
+
+def _transient(exc: SlurmCommandError) -> bool:
+    """A timeout or an unreachable controller may pass; a rejected job (bad partition, limits) will not."""
+    text = exc.stderr.lower()
+    return exc.code is None or any(s in text for s in ("timed out", "unable to contact", "try again", "busy"))
+
+
+def _slurm_client_env() -> dict[str, str]:
+    """sbatch inherits SLURM_* variables of an enclosing job as defaults; the trial job must not."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") or k == "SLURM_CONF"}
+
+
+# --------------------------------------------------------------------------- choosing a mode
+
+
+def allocation_nodes(job_id: str) -> list[str]:
+    """The node names of an allocation, expanded (n[1-4] -> n1 n2 n3 n4)."""
+    nodelist = os.environ.get("SLURM_JOB_NODELIST") if os.environ.get("SLURM_JOB_ID") == job_id else None
+    if not nodelist:
+        records = run_slurm(["squeue", "-h", f"--jobs={job_id}", "-o", "%N|%T"]).strip().split("|")
+        if len(records) < 2 or records[1] != "RUNNING":
+            raise BackendError(f"allocation {job_id} is not running (squeue says {'|'.join(records) or 'nothing'})")
+        nodelist = records[0]
+    return run_slurm(["scontrol", "show", "hostnames", nodelist]).split()
+
+
+def make_slurm_backend(config: ExperimentConfig) -> Backend:
+    settings, grace = config.execution.slurm, config.execution.stop_grace_period
+    if shutil.which("srun") is None or shutil.which("squeue") is None:
+        raise ConfigError("execution.backend", "slurm", "needs Slurm's commands (srun, sbatch, squeue) on PATH",
+                          "run on a cluster login or compute node, or use backend: local")
+    job_id = settings.alloc_jobid or os.environ.get("SLURM_JOB_ID")
+    mode = settings.mode if settings.mode != "auto" else ("steps" if job_id else "sbatch")
+    if mode == "sbatch":
+        return SlurmBatchBackend(settings, grace)
+    if not job_id:
+        raise ConfigError("execution.slurm.mode", "steps", "needs an allocation, and none was found",
+                          "run the driver inside salloc/sbatch, or set execution.slurm.alloc_jobid")
+    return SlurmStepsBackend(settings, job_id, allocation_nodes(job_id), grace)

@@ -1,0 +1,124 @@
+"""Talking to Slurm's command-line tools: one helper that runs them, and pure parsers of what they print.
+
+The parsers take text and return plain values, so they are tested on recorded output (every job
+state the driver must tell apart) without a cluster.
+"""
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+
+from ..errors import BackendError
+
+COMMAND_TIMEOUT_S = 60.0
+SEPARATOR = "|"
+
+# Job and step states, grouped by what the driver does about them (squeue/sacct man pages).
+ACTIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED",
+                           "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED",
+                           "RESV_DEL_HOLD", "SPECIAL_EXIT"})
+# The run did not fail on its own: it may be resubmitted from its checkpoint within the retry budget.
+RESUBMIT_STATES = frozenset({"PREEMPTED", "NODE_FAIL", "TIMEOUT", "BOOT_FAIL", "DEADLINE"})
+INVALID_JOB_ID = "Invalid job id specified"
+
+
+class SlurmCommandError(BackendError):
+    """A Slurm command that failed, with everything needed to see why."""
+
+    def __init__(self, argv: list[str], code: int | None, stdout: str, stderr: str) -> None:
+        self.argv, self.code, self.stdout, self.stderr = argv, code, stdout, stderr
+        how = "timed out" if code is None else f"exited with {code}"
+        detail = (stderr.strip() or stdout.strip())[-500:]
+        super().__init__(f"`{' '.join(argv)}` {how}: {detail or '(no output)'}")
+
+
+def run_slurm(argv: list[str], env: dict[str, str] | None = None, timeout: float = COMMAND_TIMEOUT_S) -> str:
+    """Run one Slurm command (argv, never a shell) and return its stdout; raise SlurmCommandError otherwise."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        raise SlurmCommandError(argv, None, _text(exc.stdout), _text(exc.stderr)) from None
+    except OSError as exc:
+        raise SlurmCommandError(argv, 127, "", f"{argv[0]}: {exc.strerror}") from None
+    if done.returncode != 0:
+        raise SlurmCommandError(argv, done.returncode, done.stdout, done.stderr)
+    return done.stdout
+
+
+def _text(data: bytes | str | None) -> str:
+    if isinstance(data, bytes):
+        return data.decode(errors="replace")
+    return data or ""
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+@dataclass(frozen=True)
+class SlurmRecord:
+    """One job or step as squeue or sacct shows it."""
+
+    job_id: str  # "123", "123.4" for a step, "123_7" for an array task
+    state: str  # the base state, e.g. CANCELLED (sacct's "CANCELLED by 0" loses the "by 0")
+    name: str = ""
+    exit_code: int | None = None  # negative: ended by that signal
+    reason: str = ""
+
+
+def parse_sbatch_job_id(stdout: str) -> str:
+    """`sbatch --parsable` prints "jobid" or "jobid;cluster"."""
+    line = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+    job_id = line.split(";", 1)[0].strip()
+    if not job_id.isdigit():
+        raise BackendError(f"sbatch --parsable printed {stdout.strip()!r}, not a job id")
+    return job_id
+
+
+def base_state(text: str) -> str:
+    """'CANCELLED by 1000' -> 'CANCELLED'; 'RUNNING+' (sacct's truncation mark) -> 'RUNNING'."""
+    return text.strip().split(" ", 1)[0].rstrip("+")
+
+
+def parse_exit_code(text: str) -> int | None:
+    """sacct's ExitCode "code:signal": the code, or minus the signal when a signal ended it."""
+    code, _, signal = text.strip().partition(":")
+    if not code.isdigit():
+        return None
+    if signal.isdigit() and int(signal) != 0:
+        return -int(signal)
+    return int(code)
+
+
+SQUEUE_JOB_FORMAT = "%i|%T|%j|%r"  # job id, long state, name, reason
+SQUEUE_STEP_FORMAT = "%i|%T|%j"  # step id, state, name (with --steps)
+SACCT_FIELDS = "JobID,State,JobName,ExitCode"
+
+
+def parse_squeue(stdout: str) -> list[SlurmRecord]:
+    """Lines of `squeue -h -o '%i|%T|%j|%r'` (or the step format); blank and foreign lines are skipped."""
+    records = []
+    for line in stdout.splitlines():
+        fields = line.strip().split(SEPARATOR)
+        if len(fields) < 2 or not fields[0]:
+            continue
+        name = fields[2] if len(fields) > 2 else ""
+        reason = fields[3] if len(fields) > 3 else ""
+        records.append(SlurmRecord(fields[0], base_state(fields[1]), name, None, reason))
+    return records
+
+
+def parse_sacct(stdout: str) -> list[SlurmRecord]:
+    """Lines of `sacct -n -P -o JobID,State,JobName,ExitCode`: one per job, and per step unless -X."""
+    records = []
+    for line in stdout.splitlines():
+        fields = line.strip().split(SEPARATOR)
+        if len(fields) < 4 or not fields[0]:
+            continue
+        records.append(SlurmRecord(fields[0], base_state(fields[1]), fields[2], parse_exit_code(fields[3])))
+    return records
+
+
+def latest_by_id(records: list[SlurmRecord]) -> dict[str, SlurmRecord]:
+    """sacct lists a requeued job once per run, oldest first: the last line is the current one."""
+    return {record.job_id: record for record in records}
