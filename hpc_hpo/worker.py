@@ -77,11 +77,24 @@ def record(metrics: dict[str, Any]) -> str:
             warnings.warn(f"hpc_hpo.report() called outside a trial ({TRIAL_DIR_ENV} is not set); "
                           "nothing is recorded", stacklevel=3)
         return "continue"
-    line = json.dumps({**{k: _plain(v) for k, v in metrics.items()}, "t": time.time()})
-    with open(directory / "metrics.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
-        handle.flush()
+    if _rank() == 0:  # in a multi-task trial every rank may call report(); one line per report is kept
+        line = json.dumps({**{k: _plain(v) for k, v in metrics.items()}, "t": time.time()})
+        with open(directory / "metrics.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
     return _await_verdict(directory, metrics)
+
+
+# Where launchers put a task's rank: srun, PMI-based MPI, Open MPI, torchrun.
+RANK_VARIABLES = ("SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "RANK")
+
+
+def _rank() -> int:
+    for name in RANK_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
 
 
 def _await_verdict(directory: Path, metrics: dict[str, Any]) -> str:

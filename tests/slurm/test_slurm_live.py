@@ -1,0 +1,124 @@
+"""Trials on the live Slurm cluster: steps in an allocation, the driver as a batch job, multi-node
+trials, one job per trial in sbatch mode, losers cancelled. Every job here is real."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from live import PROGRAMS, hpc_hpo_command, journal, run, sacct, slurm_config, write_config
+
+pytestmark = pytest.mark.usefixtures("slurm_cluster")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def asha_config(tmp_path: Path, slurm: dict, **overrides) -> dict:
+    """ASHA over 12 trials of about 3 s: with eta 3 most lose at the first rungs and are cancelled."""
+    return slurm_config(tmp_path, slurm, params={"x": {"type": "uniform", "low": 0.0, "high": 1.0},
+                                                 "epochs": 9, "sleep": 0.3},
+                        budget={"max_trials": 12}, **overrides)
+
+
+def outcomes(experiment: Path) -> dict[str, str]:
+    """trial id -> how it ended: 'stop' when the scheduler stopped it, else its final state."""
+    events = journal(experiment)
+    stopped = {e["trial_id"] for e in events if e["type"] == "report" and e["decision"] == "stop"}
+    ended = {e["trial_id"]: e["state"] for e in events if e["type"] == "trial_ended"}
+    return {t: ("stop" if t in stopped else state) for t, state in ended.items()}
+
+
+def tags(experiment: Path) -> dict[str, str]:
+    """trial id -> the Slurm name of its (only) run."""
+    where = experiment.resolve()
+    import hashlib
+    digest = hashlib.sha1(str(where).encode()).hexdigest()[:8]
+    return {e["trial_id"]: f"hpo-{digest}-{e['trial_id']}-{e['run']}"
+            for e in journal(experiment) if e["type"] == "trial_started"}
+
+
+def assert_losers_cancelled_and_survivors_completed(experiment: Path, rows: dict[str, dict[str, str]]) -> None:
+    by_name = {row["name"]: row for row in rows.values()}
+    ends = outcomes(experiment)
+    assert "stop" in ends.values(), f"ASHA stopped no trial: {ends}"
+    assert any(state == "finished" for state in ends.values()), ends
+    for trial_id, tag in tags(experiment).items():
+        assert tag in by_name, f"trial {trial_id} ({tag}) is not in sacct: {sorted(by_name)}"
+        expected = "CANCELLED" if ends[trial_id] == "stop" else "COMPLETED"
+        assert by_name[tag]["state"] == expected, (trial_id, ends[trial_id], by_name[tag])
+
+
+def test_steps_under_salloc_cancel_losers_and_complete_survivors(tmp_path: Path) -> None:
+    path = write_config(tmp_path, asha_config(tmp_path, {"mode": "steps"}))
+    done = run(["salloc", "-N4", "--exclusive", sys.executable, "-m", "hpc_hpo.cli", "run", str(path)], tmp_path)
+    assert done.returncode == 0, done.stderr + done.stdout
+    experiment = tmp_path / "exp"
+    handles = {e["handle"] for e in journal(experiment) if e["type"] == "trial_started"}
+    job_ids = {h.split(":")[0] for h in handles}
+    assert len(job_ids) == 1, f"steps of one allocation, got {job_ids}"
+    assert "4 at a time" in done.stdout  # num_parallel_evals 0: 4 nodes / 1 node per trial
+    assert_losers_cancelled_and_survivors_completed(experiment, sacct(sorted(job_ids), steps=True))
+
+
+def test_steps_under_the_driver_batch_template(tmp_path: Path) -> None:
+    path = write_config(tmp_path, asha_config(tmp_path, {"mode": "auto"}))
+    env_script = hpc_hpo_command(tmp_path)
+    done = run(["sbatch", "--wait", f"--export=ALL,HPC_HPO={env_script}", "--time=10:00",
+                str(REPO / "slurm_templates" / "driver.sbatch"), str(path)], tmp_path)
+    outputs = list(tmp_path.glob("hpc-hpo-driver-*.out"))
+    log = outputs[0].read_text() if outputs else "(no driver output file)"
+    assert done.returncode == 0, done.stderr + log
+    assert "slurm-steps" in log, log
+    experiment = tmp_path / "exp"
+    job_ids = sorted({e["handle"].split(":")[0] for e in journal(experiment) if e["type"] == "trial_started"})
+    assert_losers_cancelled_and_survivors_completed(experiment, sacct(job_ids, steps=True))
+
+
+def test_two_node_trials_get_two_distinct_nodes_and_at_most_two_run_at_once(tmp_path: Path) -> None:
+    config = slurm_config(tmp_path, {"mode": "steps", "nodes_per_eval": 2},
+                          command=[sys.executable, str(PROGRAMS / "node_trial.py")],
+                          params={"x": {"type": "uniform", "low": 0.0, "high": 1.0}, "epochs": 3, "sleep": 0.7},
+                          resource={"name": "epoch", "max": 3}, scheduler={"type": "fifo"}, budget={"max_trials": 5})
+    path = write_config(tmp_path, config)
+    done = run(["salloc", "-N4", "--exclusive", sys.executable, "-m", "hpc_hpo.cli", "run", str(path)], tmp_path)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "2 at a time" in done.stdout
+    spans = []
+    for trial_dir in sorted((tmp_path / "exp" / "trials").iterdir()):
+        tasks = [json.loads(p.read_text()) for p in trial_dir.glob("task.*.json")]
+        assert len(tasks) == 2, f"{trial_dir.name}: {len(tasks)} tasks"
+        nodes = {t["SLURMD_NODENAME"] for t in tasks}
+        assert len(nodes) == 2, f"{trial_dir.name} ran on {nodes}"
+        # The trial sees its own two nodes (not the whole allocation) in SLURM_JOB_NODELIST.
+        for task in tasks:
+            listed = subprocess.run(["scontrol", "show", "hostnames", task["SLURM_JOB_NODELIST"]],
+                                    capture_output=True, text=True, check=True).stdout.split()
+            assert set(listed) == nodes, (trial_dir.name, task)
+        spans.append((min(t["started"] for t in tasks), max(t["ended"] for t in tasks)))
+    assert len(spans) == 5
+    for start, _ in spans:
+        running = sum(1 for s, e in spans if s <= start < e)
+        assert running <= 2, f"{running} two-node trials at once on 4 nodes: {spans}"
+    assert max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans) == 2, "never ran two at once"
+
+
+def test_sbatch_mode_one_job_per_trial_and_losers_gone_within_seconds(tmp_path: Path) -> None:
+    config = asha_config(tmp_path, {"mode": "sbatch", "squeue_interval": 1},
+                         execution={"num_parallel_evals": 4})
+    path = write_config(tmp_path, config)
+    done = run([sys.executable, "-m", "hpc_hpo.cli", "run", str(path)], tmp_path)
+    assert done.returncode == 0, done.stderr + done.stdout
+    experiment = tmp_path / "exp"
+    started = [e for e in journal(experiment) if e["type"] == "trial_started"]
+    job_ids = [e["handle"] for e in started]
+    assert len(job_ids) == len(set(job_ids)) == len({e["trial_id"] for e in started}), "one job per trial"
+    rows = sacct(job_ids)
+    assert_losers_cancelled_and_survivors_completed(experiment, rows)
+    # Each loser's job ended within seconds of the report that lost (sacct's End has 1 s resolution).
+    stop_time = {e["trial_id"]: e["t"] for e in journal(experiment) if e["type"] == "report" and e["decision"] == "stop"}
+    for event in started:
+        if event["trial_id"] in stop_time:
+            from datetime import datetime
+            end = datetime.fromisoformat(rows[event["handle"]]["end"]).timestamp()
+            assert end - stop_time[event["trial_id"]] < 5.0, (event["trial_id"], end, stop_time[event["trial_id"]])
