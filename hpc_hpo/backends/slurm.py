@@ -401,14 +401,16 @@ class SlurmBatchBackend(Backend):
 
     def _account(self, handles: list[str], now: float) -> None:
         try:
-            records = latest_by_id(parse_sacct(run_slurm(
-                ["sacct", "-n", "-P", "-X", f"--jobs={','.join(handles)}", "-o", SACCT_FIELDS])))
+            records = {r.job_id: r for r in parse_sacct(run_slurm(
+                ["sacct", "-n", "-P", "-X", f"--jobs={','.join(handles)}", "-o", SACCT_FIELDS]))
+                if r.name == getattr(self.jobs.get(r.job_id), "tag", None)}
         except SlurmCommandError as exc:
             log.warning("sacct failed: %s", exc)
             records = {}
         for handle in handles:
             job = self.jobs.get(handle)
-            if handle in records:
+            # sacct may also list an older job of the same id (ids restart after a controller reset).
+            if handle in records and job is not None and records[handle].name == job.tag:
                 status = status_of(records[handle])
                 if status.state == EXITED:
                     self.known[handle] = status

@@ -91,7 +91,11 @@ def journal(experiment: Path) -> list[dict[str, Any]]:
 
 
 def sacct(job_ids: list[str], steps: bool = False) -> dict[str, dict[str, str]]:
-    """JobID -> {name, state, end} from accounting, waiting briefly for slurmdbd to catch up."""
+    """Job (or step) name -> {id, state, end} from accounting, waiting briefly for slurmdbd to catch up.
+
+    Keyed by name: after a controller restart job ids start again, and sacct lists old jobs of the
+    same id too.
+    """
     argv = ["sacct", "-n", "-P", f"--jobs={','.join(job_ids)}", "-o", "JobID,JobName,State,End"]
     if not steps:
         argv.insert(1, "-X")
@@ -101,7 +105,8 @@ def sacct(job_ids: list[str], steps: bool = False) -> dict[str, dict[str, str]]:
         rows = {}
         for line in out.splitlines():
             job_id, name, state, end = line.split("|")
-            rows[job_id] = {"name": name, "state": state.split()[0], "end": end}
+            if name.startswith("hpo-"):
+                rows[name] = {"id": job_id, "state": state.split()[0], "end": end}
         settled = all(r["state"] not in ("RUNNING", "PENDING", "COMPLETING") for r in rows.values())
         if (rows and settled) or time.monotonic() > deadline:
             return rows

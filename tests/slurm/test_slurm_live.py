@@ -38,8 +38,7 @@ def tags(experiment: Path) -> dict[str, str]:
             for e in journal(experiment) if e["type"] == "trial_started"}
 
 
-def assert_losers_cancelled_and_survivors_completed(experiment: Path, rows: dict[str, dict[str, str]]) -> None:
-    by_name = {row["name"]: row for row in rows.values()}
+def assert_losers_cancelled_and_survivors_completed(experiment: Path, by_name: dict[str, dict[str, str]]) -> None:
     ends = outcomes(experiment)
     assert "stop" in ends.values(), f"ASHA stopped no trial: {ends}"
     assert any(state == "finished" for state in ends.values()), ends
@@ -115,10 +114,11 @@ def test_sbatch_mode_one_job_per_trial_and_losers_gone_within_seconds(tmp_path: 
     assert len(job_ids) == len(set(job_ids)) == len({e["trial_id"] for e in started}), "one job per trial"
     rows = sacct(job_ids)
     assert_losers_cancelled_and_survivors_completed(experiment, rows)
+    run_tags = tags(experiment)
     # Each loser's job ended within seconds of the report that lost (sacct's End has 1 s resolution).
     stop_time = {e["trial_id"]: e["t"] for e in journal(experiment) if e["type"] == "report" and e["decision"] == "stop"}
     for event in started:
         if event["trial_id"] in stop_time:
             from datetime import datetime
-            end = datetime.fromisoformat(rows[event["handle"]]["end"]).timestamp()
+            end = datetime.fromisoformat(rows[run_tags[event["trial_id"]]]["end"]).timestamp()
             assert end - stop_time[event["trial_id"]] < 5.0, (event["trial_id"], end, stop_time[event["trial_id"]])
