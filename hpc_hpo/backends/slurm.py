@@ -223,12 +223,14 @@ class SlurmStepsBackend(Backend):
         if step is None or step.kill_at is not None or step.process.poll() is not None:
             return
         step.kill_at = time.monotonic() + self.kill_grace_s
+        # `scancel <job>.<step>` SIGKILLs the tasks at once and accounts the step CANCELLED. A cancel
+        # comes for a loser or after a pause's grace period: no checkpoint is owed at that point.
         if not self._scancel_steps(step.tag):
             # Not registered with slurmctld yet (or already ending): srun forwards SIGTERM to its tasks.
             _signal_group(step.process.pid, signal.SIGTERM)
 
     def end_orphan(self, handle: str | None, tag: str) -> None:
-        self._scancel_steps(tag, "KILL")
+        self._scancel_steps(tag)
         for pid in processes_tagged(tag):
             _signal_group(pid, signal.SIGKILL)
 
@@ -238,12 +240,13 @@ class SlurmStepsBackend(Backend):
                 self._force_end(step)
 
     def _force_end(self, step: _Step) -> None:
-        self._scancel_steps(step.tag, "KILL")
+        self._scancel_steps(step.tag)
         _signal_group(step.process.pid, signal.SIGKILL)
         step.kill_at = None
 
     def _scancel_steps(self, tag: str, signal_name: str | None = None) -> bool:
-        """scancel <job>.<step> for the steps of the allocation named by this tag; False if none was found."""
+        """scancel <job>.<step> (ending the step, or only signalling it) for the steps of the allocation
+        named by this tag; False if none was found."""
         try:
             listing = run_slurm(["squeue", "-h", "--steps", f"--jobs={self.job_id}", "-o", SQUEUE_STEP_FORMAT])
         except SlurmCommandError as exc:

@@ -48,9 +48,15 @@ def assert_losers_cancelled_and_survivors_completed(experiment: Path, by_name: d
         assert by_name[tag]["state"] == expected, (trial_id, ends[trial_id], by_name[tag])
 
 
-def test_steps_under_salloc_cancel_losers_and_complete_survivors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["salloc", "launcher"])
+def test_steps_under_salloc_cancel_losers_and_complete_survivors(tmp_path: Path, how: str) -> None:
     path = write_config(tmp_path, asha_config(tmp_path, {"mode": "steps"}))
-    done = run(["salloc", "-N4", "--exclusive", sys.executable, "-m", "hpc_hpo.cli", "run", str(path)], tmp_path)
+    if how == "salloc":
+        argv = ["salloc", "-N4", "--exclusive", sys.executable, "-m", "hpc_hpo.cli", "run", str(path)]
+    else:  # launchers/salloc_driver.sh, with HPC_HPO naming this checkout's CLI
+        argv = ["env", f"HPC_HPO={hpc_hpo_command(tmp_path)}", "bash", str(REPO / "launchers" / "salloc_driver.sh"),
+                "4", str(path)]
+    done = run(argv, tmp_path)
     assert done.returncode == 0, done.stderr + done.stdout
     experiment = tmp_path / "exp"
     handles = {e["handle"] for e in journal(experiment) if e["type"] == "trial_started"}
