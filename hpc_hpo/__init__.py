@@ -4,5 +4,11 @@ Trial programs need only `from hpc_hpo import report`; nothing heavy is imported
 """
 from .worker import checkpoint_dir, report, resume_from, target_resource, trial_dir
 
-__all__ = ["report", "trial_dir", "checkpoint_dir", "resume_from", "target_resource"]
+__all__ = ["report", "trial_dir", "checkpoint_dir", "resume_from", "target_resource", "tune"]
+
+
+def tune(*args, **kwargs):  # type: ignore[no-untyped-def]
+    """Tune a Python function: see hpc_hpo.function_tuning.tune (imported on use, so trials stay light)."""
+    from .function_tuning import tune as _tune
+    return _tune(*args, **kwargs)
 __version__ = "0.1.0"

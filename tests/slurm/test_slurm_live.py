@@ -128,3 +128,26 @@ def test_sbatch_mode_one_job_per_trial_and_losers_gone_within_seconds(tmp_path: 
             from datetime import datetime
             end = datetime.fromisoformat(rows[run_tags[event["trial_id"]]]["end"]).timestamp()
             assert end - stop_time[event["trial_id"]] < 5.0, (event["trial_id"], end, stop_time[event["trial_id"]])
+
+
+def test_python_function_trials_run_as_submitit_slurm_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sys.path.insert(0, str(PROGRAMS))
+    import function_trials
+
+    import hpc_hpo
+    monkeypatch.setenv("PYTHONPATH", f"{PROGRAMS}:{REPO}")
+    for name in [k for k in __import__("os").environ if k.startswith("SLURM_") and k != "SLURM_CONF"]:
+        monkeypatch.delenv(name)
+    best = hpc_hpo.tune(function_trials.quadratic,
+                        {"x": {"type": "uniform", "low": 0.0, "high": 1.0}, "epochs": 3, "sleep": 0.2},
+                        metric={"name": "loss", "mode": "min"}, resource={"name": "epoch", "max": 3},
+                        scheduler={"type": "fifo"}, budget={"max_trials": 3},
+                        execution={"backend": "slurm", "num_parallel_evals": 3, "poll_interval": 0.2},
+                        experiment_dir=tmp_path / "exp", quiet=True)
+    started = [e for e in journal(tmp_path / "exp") if e["type"] == "trial_started"]
+    assert len(started) == 3 and all(e["backend"] == "submitit-slurm" for e in started)
+    ran_in = [(tmp_path / "exp" / "trials" / e["trial_id"] / "ran_in").read_text().split() for e in started]
+    assert sorted(job for _, job in ran_in) == sorted(e["handle"] for e in started), "each trial its own Slurm job"
+    rows = sacct([e["handle"] for e in started])
+    assert len(rows) == 3 and {r["state"] for r in rows.values()} == {"COMPLETED"}, rows
+    assert best is not None and best["trial_id"] in {e["trial_id"] for e in started}

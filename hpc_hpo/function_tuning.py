@@ -1,0 +1,41 @@
+"""`hpc_hpo.tune(fn, params, ...)`: tune a Python function instead of a program, as Ray Tune and
+Syne Tune offer. The arguments are the sections of an experiment YAML file, validated by the same
+rules; each trial calls `fn(config)` in its own process (submitit), locally or as a Slurm job.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from .backends.function import FunctionBackend
+from .backends import backend_kind
+from .config import validate_config
+from .driver import Driver
+from .results import best_as_dict
+
+
+def tune(fn: Callable[[dict[str, Any]], Any], params: dict[str, Any], *, metric: dict[str, Any],
+         resource: dict[str, Any], name: str | None = None, scheduler: dict[str, Any] | None = None,
+         searcher: dict[str, Any] | None = None, budget: dict[str, Any] | None = None,
+         execution: dict[str, Any] | None = None, experiment_dir: str | os.PathLike[str] | None = None,
+         quiet: bool = False) -> dict[str, Any] | None:
+    """Run (or resume) the experiment; returns the best trial as `hpc-hpo best --json` prints it.
+
+    `fn` must be importable by name (defined at a module's top level) so that submitit can pickle
+    it. Call `hpc_hpo.report(epoch=..., loss=...)` inside it after each epoch.
+    """
+    name = name or fn.__name__
+    data: dict[str, Any] = {"name": name, "command": [f"python-function:{fn.__module__}.{fn.__qualname__}"],
+                            "params": params, "metric": metric, "resource": resource}
+    for key, value in (("scheduler", scheduler), ("searcher", searcher), ("budget", budget),
+                       ("execution", execution)):
+        if value is not None:
+            data[key] = value
+    if experiment_dir is not None:
+        data["experiment_dir"] = str(experiment_dir)
+    config = validate_config(data, check_program=False)
+    cluster = "slurm" if backend_kind(config) == "slurm" else "local"
+    backend = FunctionBackend(fn, Path(config.experiment_dir) / "submitit", cluster, config.execution.slurm)
+    state = Driver(config, backend, quiet=quiet).run()
+    return best_as_dict(state)
