@@ -90,7 +90,7 @@ def journal(experiment: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (experiment / "journal.jsonl").read_text().splitlines()]
 
 
-def sacct(job_ids: list[str], steps: bool = False) -> dict[str, dict[str, str]]:
+def sacct(job_ids: list[str], steps: bool = False, names: set[str] | None = None) -> dict[str, dict[str, str]]:
     """Job (or step) name -> {id, state, end} from accounting, waiting briefly for slurmdbd to catch up.
 
     Keyed by name: after a controller restart job ids start again, and sacct lists old jobs of the
@@ -108,7 +108,8 @@ def sacct(job_ids: list[str], steps: bool = False) -> dict[str, dict[str, str]]:
             if name.startswith("hpo-"):
                 rows[name] = {"id": job_id, "state": state.split()[0], "end": end}
         settled = all(r["state"] not in ("RUNNING", "PENDING", "COMPLETING") for r in rows.values())
-        if (rows and settled) or time.monotonic() > deadline:
+        complete = set(rows) >= names if names else bool(rows)  # slurmdbd records jobs a little late
+        if (complete and settled) or time.monotonic() > deadline:
             return rows
         time.sleep(0.5)
 

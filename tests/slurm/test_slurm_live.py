@@ -63,7 +63,8 @@ def test_steps_under_salloc_cancel_losers_and_complete_survivors(tmp_path: Path,
     job_ids = {h.split(":")[0] for h in handles}
     assert len(job_ids) == 1, f"steps of one allocation, got {job_ids}"
     assert "4 at a time" in done.stdout  # num_parallel_evals 0: 4 nodes / 1 node per trial
-    assert_losers_cancelled_and_survivors_completed(experiment, sacct(sorted(job_ids), steps=True))
+    rows = sacct(sorted(job_ids), steps=True, names=set(tags(experiment).values()))
+    assert_losers_cancelled_and_survivors_completed(experiment, rows)
 
 
 def test_steps_under_the_driver_batch_template(tmp_path: Path) -> None:
@@ -77,7 +78,8 @@ def test_steps_under_the_driver_batch_template(tmp_path: Path) -> None:
     assert "slurm-steps" in log, log
     experiment = tmp_path / "exp"
     job_ids = sorted({e["handle"].split(":")[0] for e in journal(experiment) if e["type"] == "trial_started"})
-    assert_losers_cancelled_and_survivors_completed(experiment, sacct(job_ids, steps=True))
+    rows = sacct(job_ids, steps=True, names=set(tags(experiment).values()))
+    assert_losers_cancelled_and_survivors_completed(experiment, rows)
 
 
 def test_two_node_trials_get_two_distinct_nodes_and_at_most_two_run_at_once(tmp_path: Path) -> None:
@@ -118,7 +120,7 @@ def test_sbatch_mode_one_job_per_trial_and_losers_gone_within_seconds(tmp_path: 
     started = [e for e in journal(experiment) if e["type"] == "trial_started"]
     job_ids = [e["handle"] for e in started]
     assert len(job_ids) == len(set(job_ids)) == len({e["trial_id"] for e in started}), "one job per trial"
-    rows = sacct(job_ids)
+    rows = sacct(job_ids, names=set(tags(experiment).values()))
     assert_losers_cancelled_and_survivors_completed(experiment, rows)
     run_tags = tags(experiment)
     # Each loser's job ended within seconds of the report that lost (sacct's End has 1 s resolution).
@@ -148,6 +150,6 @@ def test_python_function_trials_run_as_submitit_slurm_jobs(tmp_path: Path, monke
     assert len(started) == 3 and all(e["backend"] == "submitit-slurm" for e in started)
     ran_in = [(tmp_path / "exp" / "trials" / e["trial_id"] / "ran_in").read_text().split() for e in started]
     assert sorted(job for _, job in ran_in) == sorted(e["handle"] for e in started), "each trial its own Slurm job"
-    rows = sacct([e["handle"] for e in started])
+    rows = sacct([e["handle"] for e in started], names=set(tags(tmp_path / "exp").values()))
     assert len(rows) == 3 and {r["state"] for r in rows.values()} == {"COMPLETED"}, rows
     assert best is not None and best["trial_id"] in {e["trial_id"] for e in started}
