@@ -29,7 +29,7 @@ from .space import (CONDITION_OPS, Choice, Condition, Domain, Fixed, LogRandInt,
 SCHEDULER_TYPES = ("fifo", "asha", "promotion", "pasha", "sync_hyperband", "pbt")
 # Types whose implementation has landed; the others are refused with a clear message until then.
 AVAILABLE_SCHEDULERS = ("fifo", "asha", "promotion", "pasha", "sync_hyperband", "pbt")
-AVAILABLE_SEARCHERS = ("random", "bayesopt", "grid", "genetic")
+AVAILABLE_SEARCHERS = ("random", "bayesopt", "grid", "kde", "genetic")
 PAUSING_SCHEDULERS = ("promotion", "pasha", "sync_hyperband", "pbt")
 SEARCHER_TYPES = ("random", "grid", "bayesopt", "kde", "genetic")
 SEARCHER_DATA = ("rungs", "all", "rungs_and_last")

@@ -75,3 +75,17 @@ def test_grid_runs_exactly_the_grid(tmp_path: Path) -> None:
     assert [json.loads(p.read_text()) for p in trials] == created
     assert {e["state"] for e in events if e["type"] == "trial_ended"} == {"finished"}
     assert sum(1 for e in events if e["type"] == "report" and e["decision"] == "complete") == 6
+
+
+def test_kde_searcher_runs_under_asha_and_proposes_valid_configs(tmp_path: Path) -> None:
+    config = synthetic_config(tmp_path, params=PARAMS, resource={"name": "epoch", "max": 3},
+                              scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 3},
+                              searcher={"type": "kde", "seed": 2, "searcher_data": "rungs_and_last",
+                                        "min_points_in_model": 3, "num_init_random": 3},
+                              budget={"max_trials": 14},
+                              execution={"num_parallel_evals": 2, "poll_interval": 0.05})
+    result = cli("run", str(write_config(tmp_path, config)), cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    created = [e["config"] for e in journal(tmp_path) if e["type"] == "trial_created"]
+    assert len(created) == 14 and all(in_space(c) for c in created)
+    assert len({(c["x"], c["shape"]) for c in created}) == 14, "a config was proposed twice"

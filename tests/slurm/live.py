@@ -1,4 +1,4 @@
-"""Helpers of the live Slurm tests: they submit, run and cancel real jobs on the cluster .ci/slurm/cluster.sh brings up.
+"""Helpers of the live Slurm tests: they submit, run and cancel real jobs on the cluster .ci/cluster/cluster.sh brings up.
 
 Without a cluster they are skipped with the reason, except under CI=true, where a cluster that is
 not up fails the run: CI must never pass without having exercised Slurm.
@@ -37,13 +37,13 @@ NODES = 4
 def cluster_problem() -> str | None:
     """Why the cluster cannot run the tests, or None when sinfo shows its nodes up."""
     if shutil.which("sinfo") is None:
-        return "Slurm's commands are not installed (as root: bash .ci/slurm/cluster.sh up)"
+        return "Slurm's commands are not installed (as root: bash .ci/cluster/cluster.sh up)"
     try:
         out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %t"], capture_output=True, text=True, timeout=30)
     except subprocess.TimeoutExpired:
         return "sinfo timed out: slurmctld is not answering"
     if out.returncode != 0:
-        return f"sinfo failed: {out.stderr.strip()} (as root: bash .ci/slurm/cluster.sh up)"
+        return f"sinfo failed: {out.stderr.strip()} (as root: bash .ci/cluster/cluster.sh up)"
     usable = [line for line in out.stdout.splitlines() if line.split()[-1] in ("idle", "mix", "alloc", "comp")]
     if len(usable) < NODES:
         return f"the cluster has {len(usable)} usable nodes, the tests need {NODES}: {out.stdout.strip()}"

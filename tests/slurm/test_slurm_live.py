@@ -153,3 +153,35 @@ def test_python_function_trials_run_as_submitit_slurm_jobs(tmp_path: Path, monke
     rows = sacct([e["handle"] for e in started], names=set(tags(tmp_path / "exp").values()))
     assert len(rows) == 3 and {r["state"] for r in rows.values()} == {"COMPLETED"}, rows
     assert best is not None and best["trial_id"] in {e["trial_id"] for e in started}
+
+
+@pytest.mark.parametrize("mode", ["steps", "sbatch"])
+def test_promotion_asha_pauses_trials_and_resumes_them_as_new_slurm_runs(tmp_path: Path, mode: str) -> None:
+    """A paused trial exits 0 on its own (the decision file), and a promotion is a new step or job
+    that resumes from the trial's checkpoint: the trial program checks the epoch it finds there."""
+    config = slurm_config(tmp_path, {"mode": mode, "squeue_interval": 1},
+                          params={"x": {"type": "uniform", "low": 0.0, "high": 1.0}, "epochs": 9, "sleep": 0.1},
+                          resource={"name": "epoch", "max": 9, "max_resource_attr": "epochs"},
+                          scheduler={"type": "promotion", "grace_period": 1, "reduction_factor": 3},
+                          budget={"max_trials": 9}, execution={"num_parallel_evals": 4})
+    path = write_config(tmp_path, config)
+    argv = [sys.executable, "-m", "hpc_hpo.cli", "run", str(path)]
+    done = run(["salloc", "-N4", "--exclusive", *argv] if mode == "steps" else argv, tmp_path)
+    assert done.returncode == 0, done.stderr + done.stdout
+    events = journal(tmp_path / "exp")
+    resumes = [e for e in events if e["type"] == "trial_resumed"]
+    assert resumes, "nobody was promoted"
+    assert not [e for e in events if e["type"] == "trial_ended" and e["state"] == "failed"], "a resume failed"
+    runs: dict[str, list[str]] = {}
+    for event in events:
+        if event["type"] == "trial_started":
+            runs.setdefault(event["trial_id"], []).append(event["handle"])
+    promoted = {e["trial_id"] for e in resumes}
+    for trial_id in promoted:
+        assert len(runs[trial_id]) == len(set(runs[trial_id])) >= 2, f"{trial_id}: one Slurm run per resume"
+    # Paused runs ended by themselves: their steps or jobs completed, none was cancelled.
+    digest_tags = tags(tmp_path / "exp")
+    rows = sacct(sorted({h.split(":")[0] for h in sum(runs.values(), [])}), steps=(mode == "steps"))
+    paused_runs = [name for name, row in rows.items() if name.rsplit("-", 1)[0] in
+                   {tag.rsplit("-", 1)[0] for t, tag in digest_tags.items() if t in promoted}]
+    assert paused_runs and all(rows[name]["state"] == "COMPLETED" for name in paused_runs), rows

@@ -176,3 +176,65 @@ def test_template_errors_name_the_placeholder():
 def test_cancelled_without_an_exit_code_reads_as_sigterm():
     from hpc_hpo.backends.slurm_output import SlurmRecord
     assert status_of(SlurmRecord("1", "CANCELLED")).exit_code == -signal.SIGTERM
+
+
+# --------------------------------------------------------------------------- sbatch-mode polling, on recorded replies
+
+
+class RecordedSlurm:
+    """Stands in for the Slurm commands with recorded replies; notes every call."""
+
+    def __init__(self, replies: dict[str, list]) -> None:
+        self.replies, self.calls = replies, []
+
+    def __call__(self, argv: list[str], env=None, timeout=None) -> str:
+        self.calls.append(argv)
+        reply = self.replies[argv[0]].pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+
+def batch_backend(tmp_path: Path, monkeypatch, replies: dict[str, list]):
+    from hpc_hpo.backends import slurm
+    recorded = RecordedSlurm(replies)
+    monkeypatch.setattr(slurm, "run_slurm", recorded)
+    backend = slurm.SlurmBatchBackend(SlurmSpec(squeue_interval=0.0), kill_grace_s=1)
+    for job_id, trial in (("301", "0000"), ("302", "0001")):
+        backend.jobs[job_id] = slurm._Job(f"hpo-x-{trial}-1", tmp_path / f"{trial}.exit", 0.0)
+    return backend, recorded
+
+
+def test_a_failed_squeue_changes_nothing_and_backs_off(tmp_path, monkeypatch):
+    backend, recorded = batch_backend(tmp_path, monkeypatch, {"squeue": [
+        SlurmCommandError(["squeue"], 1, "", "slurm_load_jobs error: Socket timed out on send/recv operation")]})
+    statuses = backend.poll(["301", "302"])
+    assert {s.state for s in statuses.values()} == {RUNNING}
+    assert backend.clock.failures == 1 and backend.clock.next_at > 0
+    assert len(recorded.calls) == 1
+
+
+def test_jobs_squeue_forgot_are_read_from_sacct_and_invalid_id_is_not_success(tmp_path, monkeypatch):
+    backend, recorded = batch_backend(tmp_path, monkeypatch, {
+        "squeue": [SlurmCommandError(["squeue"], 1, "", "slurm_load_jobs error: Invalid job id specified")],
+        # 301 ended by the time limit; 302 is not in accounting yet.
+        "sacct": ["301|TIMEOUT|hpo-x-0000-1|0:0\n"]})
+    statuses = backend.poll(["301", "302"])
+    assert statuses["301"].state == EXITED and statuses["301"].resubmit
+    assert statuses["302"].state == RUNNING, "missing from squeue and sacct is not an end, let alone a success"
+    assert [argv[0] for argv in recorded.calls] == ["squeue", "sacct"]
+
+
+def test_an_older_job_with_the_same_id_in_sacct_is_ignored(tmp_path, monkeypatch):
+    backend, _ = batch_backend(tmp_path, monkeypatch, {
+        "squeue": [""], "sacct": ["301|COMPLETED|allocation|0:0\n302|FAILED|hpo-x-0001-1|2:0\n"]})
+    statuses = backend.poll(["301", "302"])
+    assert statuses["301"].state == RUNNING and statuses["302"].exit_code == 2
+
+
+def test_the_exit_marker_ends_a_job_without_asking_slurm(tmp_path, monkeypatch):
+    backend, recorded = batch_backend(tmp_path, monkeypatch, {"squeue": ["302|RUNNING|hpo-x-0001-1|None\n"]})
+    (tmp_path / "0000.exit").write_text("3\n")
+    statuses = backend.poll(["301", "302"])
+    assert statuses["301"].exit_code == 3 and statuses["302"].state == RUNNING
+    assert recorded.calls[0][0] == "squeue" and "--jobs=302" in recorded.calls[0]
