@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from .backends import EXITED, Backend, LaunchSpec
 from .config import ExperimentConfig
-from .experiment import DriverLease, open_experiment, write_trial_config
+from .experiment import DriverLease, check_experiment_dir, make_experiment_dir, open_experiment, write_trial_config
 from .journal import make_event
 from .metrics import LineTail, Report, ReportParser
 from .progress import Progress
@@ -30,7 +30,7 @@ from .schedulers.base import DONE, WAIT, Branch, Decision, Resume, StartNew
 from .searchers import WAIT as SEARCHER_WAIT
 from .searchers import Searcher, make_searcher
 from .space import flag_argv
-from .state import CANCELLED, FAILED, FINISHED, PENDING, RUNNING, STOPPED, ExperimentState, TrialState
+from .state import CANCELLED, FAILED, FINISHED, PAUSED, PENDING, STOPPED, ExperimentState, TrialState
 from .worker import DECISION_FILE, TRIAL_DIR_ENV
 
 # How long a driver that is shutting down waits for cancelled trials to go.
@@ -64,6 +64,10 @@ class Driver:
         self.to_launch: list[tuple[TrialState, StartNew | Resume | Branch]] = []
         self.actions: list[Callable[[], None]] = []  # carried out after the sweep's journal append
         self.pending_events: list[dict[str, Any]] = []
+        # From the journal, for runs a previous driver left: what each trial's next or current run is
+        # for, and the last decision its current run was told.
+        self.replayed_plans: dict[str, StartNew | Resume | Branch] = {}
+        self.replayed_decisions: dict[str, dict[str, Any]] = {}
         self.no_new_trials = False
         self.allocation_ending = False
         self.parallel = backend.slots(config.execution.num_parallel_evals)
@@ -73,10 +77,13 @@ class Driver:
 
     def run(self) -> ExperimentState:
         """Run (or resume) the experiment until a budget or stop rule ends it or nothing is left to run."""
-        self.journal, resumed = open_experiment(self.config)
+        # The lease first: two drivers started at once must not both create or resume the experiment.
+        check_experiment_dir(self.config.experiment_dir)
+        make_experiment_dir(self.config.experiment_dir)
         lease = DriverLease(self.config.experiment_dir)
         lease.acquire()
         try:
+            self.journal, resumed = open_experiment(self.config)
             return self._run_holding_lease(resumed)
         finally:
             lease.release()
@@ -93,6 +100,7 @@ class Driver:
         self.progress.say(f"{'resumed' if resumed else 'started'} experiment {self.config.name} in "
                           f"{self.config.experiment_dir} ({self.backend.name}, {self.config.scheduler.type}, "
                           f"{self.parallel} at a time)")
+        self._reconcile_runs()
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         # Slurm's --signal=B:USR1@<seconds> warns that the allocation ends soon: stop cleanly, resume later.
         previous_usr1 = signal.signal(signal.SIGUSR1, self._allocation_ending)
@@ -224,10 +232,13 @@ class Driver:
         elif state == FAILED:
             fields["reason"] = _tail_of(self._trial_dir(trial.trial_id) / "stderr")
         if state == FAILED and not trial.decided and trial.failures < self.config.execution.num_retries:
+            plan = self._retry_plan(trial, live.plan, resubmit)
+            if isinstance(plan, Resume):  # a replaying driver must resume it the same way
+                fields.update(resume_from=_plain_number(plan.resume_from), target=_plain_number(plan.target))
             self._apply(make_event("trial_retry", trial.trial_id, attempt=trial.failures + 2, **fields), events)
             self.progress.say(f"retrying  {trial.trial_id}  after exit code {exit_code}: retry {trial.failures} "
                               f"of {self.config.execution.num_retries}")
-            self.to_launch.append((trial, self._retry_plan(trial, live.plan, resubmit)))
+            self.to_launch.append((trial, plan))
             return
         self._apply(make_event("trial_ended", trial.trial_id, **fields), events)
         self.scheduler.on_trial_end(trial.trial_id)
@@ -335,9 +346,13 @@ class Driver:
         actions, self.actions = self.actions, []
         for action in actions:
             action()
-        for trial, plan in self.to_launch:
-            self._launch(trial, plan)
-        self.to_launch.clear()
+        # After a restart, adopted runs and runs never submitted may together exceed the slots: the rest wait.
+        launching, self.to_launch = self.to_launch, []
+        for trial, plan in launching:
+            if len(self.live) < self.parallel:
+                self._launch(trial, plan)
+            else:
+                self.to_launch.append((trial, plan))
 
     def _launch(self, trial: TrialState, plan: StartNew | Resume) -> None:
         trial_dir = self._trial_dir(trial.trial_id)
@@ -359,16 +374,22 @@ class Driver:
                              run=trial.runs + 1)
         self.journal.append([started])
         self.state.apply(started)
-        if trial.trial_id not in self.readers:
-            source = trial_dir / ("stdout" if self.config.metric_regex is not None else "metrics.jsonl")
-            self.readers[trial.trial_id] = (LineTail(source), ReportParser(
-                self.config.metric.name, self.config.resource.name, self.config.metric_regex,
-                label=f"trial {trial.trial_id}", objective=self.config.metric))
-        self.live[trial.trial_id] = LiveTrial(trial, plan)
+        self._watch(trial, plan)
         if isinstance(plan, (Resume, Branch)):
             self.progress.resumed(trial, plan.resume_from, plan.target)
         else:
             self.progress.started(trial)
+
+    def _watch(self, trial: TrialState, plan: StartNew | Resume | Branch) -> LiveTrial:
+        """Follow a started run: its reports are read from the trial's files at every sweep."""
+        if trial.trial_id not in self.readers:
+            trial_dir = self._trial_dir(trial.trial_id)
+            source = trial_dir / ("stdout" if self.config.metric_regex is not None else "metrics.jsonl")
+            self.readers[trial.trial_id] = (LineTail(source), ReportParser(
+                self.config.metric.name, self.config.resource.name, self.config.metric_regex,
+                label=f"trial {trial.trial_id}", objective=self.config.metric))
+        live = self.live[trial.trial_id] = LiveTrial(trial, plan)
+        return live
 
     def _snapshot(self, trial: TrialState) -> None:
         """Keep the checkpoint as it is at this pause: a PBT child may start from it after the trial moved on."""
@@ -432,6 +453,7 @@ class Driver:
         """Rebuild state, scheduler and searcher from the journal by making the same calls in the same order."""
         for event in events:
             self.state.apply(event)
+            self._remember_plan(event)
             kind, trial_id = event["type"], event.get("trial_id", "")
             if kind == "trial_created":
                 self.scheduler.on_trial_created(trial_id, event["config"])
@@ -447,19 +469,66 @@ class Driver:
             elif kind == "trial_ended":
                 self.scheduler.on_trial_end(trial_id)
                 self.searcher.on_trial_end(trial_id)
-        # Runs the previous driver left behind are not re-adopted yet: they are ended and recorded as cancelled.
-        # A pending trial may have been submitted just before the crash, its handle never journaled:
-        # the backend looks for it by the run's tag.
-        orphans = [t for t in self.state.trials.values() if t.state in (PENDING, RUNNING)]
-        for trial in orphans:
-            run = trial.runs if trial.state == RUNNING else trial.runs + 1
-            self.backend.end_orphan(trial.handle if trial.state == RUNNING else None,
-                                    self._run_tag(trial.trial_id, run))
-            event = make_event("trial_ended", trial.trial_id, state=CANCELLED, exit_code=None,
-                               reason="the driver that ran it stopped")
-            self._apply(event, self.pending_events)
-            self.scheduler.on_trial_end(trial.trial_id)
-            self.searcher.on_trial_end(trial.trial_id)
+
+    def _remember_plan(self, event: dict[str, Any]) -> None:
+        """Replay: what the trial's next run is for, and the last decision its current run got."""
+        kind, trial_id = event["type"], event.get("trial_id", "")
+        if kind == "trial_created":
+            self.replayed_plans[trial_id] = self._created_action(event)
+        elif kind == "trial_resumed" or (kind == "trial_retry" and "resume_from" in event):
+            target = event.get("target", self.state.trials[trial_id].target or self.config.resource.max)
+            self.replayed_plans[trial_id] = Resume(trial_id, event["resume_from"], target)
+        elif kind == "trial_started":
+            self.replayed_decisions.pop(trial_id, None)
+        elif kind == "report" and event["decision"] != Decision.CONTINUE.value:
+            self.replayed_decisions[trial_id] = event
+
+    def _reconcile_runs(self) -> None:
+        """Pick up where a previous driver stopped, before anything new is planned.
+
+        Runs it left going are re-adopted by their tag (a run submitted just before a crash, its handle
+        never journaled, is found the same way), so no attempt is run twice; runs it planned but never
+        submitted are submitted now; a run that left no trace counts as a lost attempt.
+        """
+        for trial in list(self.state.trials.values()):
+            trial_dir = self._trial_dir(trial.trial_id)
+            plan = self.replayed_plans[trial.trial_id]
+            if trial.state == PENDING:
+                handle = self.backend.adopt(None, self._run_tag(trial.trial_id, trial.runs + 1), trial_dir)
+                if handle is None:
+                    self.to_launch.append((trial, plan))
+                    continue
+                self._apply(make_event("trial_started", trial.trial_id, handle=handle, backend=self.backend.name,
+                                       run=trial.runs + 1, adopted=True), self.pending_events)
+            elif trial.runs and not trial.process_ended and trial.state != PAUSED:
+                handle = self.backend.adopt(trial.handle, self._run_tag(trial.trial_id, trial.runs), trial_dir)
+                if handle is not None and handle != trial.handle:
+                    self._apply(make_event("trial_adopted", trial.trial_id, handle=handle), self.pending_events)
+            else:
+                continue
+            live = self._watch(trial, plan)
+            if handle is None:
+                self._read_reports(live, self.pending_events)
+                self._run_ended(live, None, "the run was lost while no driver watched it", self.pending_events,
+                                resubmit=True)
+                continue
+            self.progress.say(f"adopted   {trial.trial_id}  (run {trial.runs}, {handle}) from the previous driver")
+            self._repeat_decision(live)
+
+    def _repeat_decision(self, live: LiveTrial) -> None:
+        """The adopted run may have been told nothing yet: tell it again (the decision file is idempotent)."""
+        trial = live.trial
+        last = self.replayed_decisions.get(trial.trial_id)
+        if last is None:
+            return
+        decision = Decision(last["decision"])
+        self._tell_trial(trial, float(last["resource"]), decision, last.get("target"))
+        if decision in RUN_OVER:
+            live.run_over = decision
+        if decision == Decision.STOP:
+            self.actions.append(lambda: self.backend.cancel(trial.handle or ""))
+        elif decision in (Decision.COMPLETE, Decision.PAUSE):
+            live.exit_deadline = time.monotonic() + self.config.execution.stop_grace_period
 
     def _created_action(self, event: dict[str, Any]) -> StartNew | Branch:
         """The action a trial_created event recorded: a new config, or a PBT child of a parent."""

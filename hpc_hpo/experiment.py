@@ -30,10 +30,8 @@ def open_experiment(config: ExperimentConfig) -> tuple[Journal, bool]:
     if (directory / JOURNAL_FILE).exists():
         _check_same_experiment(config, frozen)
         return Journal(directory), True
-    if directory.exists() and any(directory.iterdir()):
-        raise HpoError(f"'{directory}' exists and is not an hpc_hpo experiment; "
-                       "choose another experiment_dir or empty it")
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    check_experiment_dir(directory)
+    make_experiment_dir(directory)
     os.chmod(directory, 0o700)
     (directory / "trials").mkdir(exist_ok=True, mode=0o700)
     frozen.write_text(config_as_yaml(config), encoding="utf-8")
@@ -43,6 +41,32 @@ def open_experiment(config: ExperimentConfig) -> tuple[Journal, bool]:
                                params=config.space.names,
                                combined=[c.name for c in config.metric.components])])
     return journal, False
+
+
+def check_experiment_dir(directory: Path) -> None:
+    """Refuse, before anything is written into it, a directory that holds something other than an experiment."""
+    if (directory / JOURNAL_FILE).exists() or not directory.exists():
+        return
+    if not directory.is_dir() or not _creation_may_start(directory):
+        raise HpoError(f"'{directory}' exists and is not an hpc_hpo experiment; "
+                       "choose another experiment_dir or empty it")
+
+
+def make_experiment_dir(directory: Path) -> None:
+    """Owner-only: trial configs and outputs are nobody else's business on a shared cluster."""
+    try:
+        directory.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        return
+    os.chmod(directory, 0o700)  # mkdir's mode passes through the umask
+
+
+def _creation_may_start(directory: Path) -> bool:
+    """Empty, or holding only what a creation killed before its first journal line leaves (and the lease)."""
+    leftovers = {CONFIG_FILE, "trials", "journal.lock", LEASE_LOCK, LEASE_FILE}
+    names = {entry.name for entry in directory.iterdir()}
+    trials = directory / "trials"
+    return names <= leftovers and not (trials.is_dir() and any(trials.iterdir()))
 
 
 def _check_same_experiment(config: ExperimentConfig, frozen: Path) -> None:

@@ -104,6 +104,10 @@ class ExperimentState:
         if trial.started_at is None:
             trial.started_at = e["t"]
 
+    def _on_trial_adopted(self, e: dict[str, Any]) -> None:
+        """A restarted driver follows the same run under another handle (found by its tag)."""
+        self.trials[e["trial_id"]].handle = e["handle"]
+
     def _on_trial_retry(self, e: dict[str, Any]) -> None:
         trial = self.trials[e["trial_id"]]
         trial.state, trial.failures = PENDING, trial.failures + 1

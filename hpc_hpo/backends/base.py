@@ -6,6 +6,8 @@ runs, and end it on request. The driver is the only caller.
 from __future__ import annotations
 
 import os
+import re
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,16 @@ class Backend(ABC):
     def cancel(self, handle: str) -> None:
         """Ask the trial to end (SIGTERM or scancel), escalating to a forced end after a grace period."""
 
+    def adopt(self, handle: str | None, tag: str, trial_dir: Path) -> str | None:
+        """Watch a run that a previous driver started, found by its handle or, without one, by its tag.
+
+        Returns the handle to poll and cancel it by from now on, or None when the run left no trace
+        (never started, or lost in a way the backend cannot follow). A backend that cannot adopt
+        ends the run and returns None; the driver then counts the attempt as lost.
+        """
+        self.end_orphan(handle, tag)
+        return None
+
     def end_orphan(self, handle: str | None, tag: str) -> None:
         """End a run that a previous driver started and nobody watches any more (best effort).
 
@@ -77,6 +89,37 @@ class Backend(ABC):
 
     def shutdown(self) -> None:
         """Release what the backend holds; trials still running are cancelled by the driver first."""
+
+
+# Runs the driver cannot wait for itself (adopted after a restart) are followed by this file.
+RECORD_EXIT = Path(__file__).with_name("record_exit.py")
+
+
+def exit_marker(trial_dir: Path, tag: str) -> Path:
+    """Where a run's exit status is written when it ends (by record_exit.py, or by a batch job's script)."""
+    return trial_dir / f"{tag}.exit"
+
+
+def recording_exit(exit_file: Path, argv: list[str]) -> list[str]:
+    """argv run under record_exit.py: isolated (-I -S) so that it starts fast and imports nothing of the user's."""
+    return [sys.executable, "-I", "-S", str(RECORD_EXIT), str(exit_file), *argv]
+
+
+def read_exit_marker(path: Path) -> int | None:
+    """The exit status a run left, or None while there is none (or it is not a whole number yet)."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if re.fullmatch(r"-?\d+", text) else None
+
+
+def leads_group(pid: int) -> bool:
+    """True for a process group leader: the process a run was started as (its wrapper), not one of its children."""
+    try:
+        return os.getpgid(pid) == pid
+    except OSError:
+        return False
 
 
 def processes_tagged(tag: str, candidates: list[int] | None = None) -> list[int]:

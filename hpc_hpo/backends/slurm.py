@@ -29,7 +29,8 @@ from pathlib import Path
 
 from ..config import ExperimentConfig, SlurmSpec
 from ..errors import BackendError, ConfigError
-from .base import EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, processes_tagged
+from .base import (EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, exit_marker, leads_group,
+                   processes_tagged, read_exit_marker, recording_exit)
 from .slurm_output import (ACTIVE_STATES, INVALID_JOB_ID, RESUBMIT_STATES, SACCT_FIELDS, SQUEUE_JOB_FORMAT,
                            SQUEUE_STEP_FORMAT, SlurmCommandError, SlurmRecord, latest_by_id, parse_sacct,
                            parse_sbatch_job_id, parse_squeue, run_slurm)
@@ -144,23 +145,29 @@ def status_of(record: SlurmRecord) -> JobStatus:
     return JobStatus(EXITED, record.exit_code or 1, f"Slurm state {state}")
 
 
-def read_exit_marker(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if re.fullmatch(r"-?\d+", text) else None
-
-
 # --------------------------------------------------------------------------- steps mode
 
 
 @dataclass
 class _Step:
-    process: subprocess.Popen[bytes]
+    pid: int | None  # the wrapper around srun; None: found ended (by its exit marker) when adopted
     tag: str
     nodes: list[str]
+    exit_file: Path
+    process: subprocess.Popen[bytes] | None = None  # set when this driver started it
     kill_at: float | None = None
+
+    def status(self) -> JobStatus:
+        if self.process is not None:
+            code = self.process.poll()
+            return JobStatus(RUNNING) if code is None else JobStatus(EXITED, code)
+        if self.pid is not None and processes_tagged(self.tag, [self.pid]):
+            return JobStatus(RUNNING)
+        code = read_exit_marker(self.exit_file)
+        if code is not None:
+            return JobStatus(EXITED, code)
+        return JobStatus(EXITED, None, "the step ended while no driver watched it, leaving no exit status",
+                         resubmit=True)
 
 
 class SlurmStepsBackend(Backend):
@@ -186,7 +193,10 @@ class SlurmStepsBackend(Backend):
         if len(self.free_nodes) < spec.nodes:
             raise BackendError(f"trial {spec.trial_id} needs {spec.nodes} nodes, {len(self.free_nodes)} are free")
         nodes, self.free_nodes = self.free_nodes[:spec.nodes], self.free_nodes[spec.nodes:]
-        argv = srun_step_argv(self.settings, self.job_id, nodes, spec)
+        exit_file = exit_marker(spec.trial_dir, spec.tag)
+        # Which nodes the run holds, for a driver that re-adopts it after a restart.
+        _nodes_file(spec.trial_dir, spec.tag).write_text(" ".join(nodes) + "\n", encoding="utf-8")
+        argv = recording_exit(exit_file, srun_step_argv(self.settings, self.job_id, nodes, spec))
         env = trial_environment(self.settings.export, spec, dict(os.environ))
         try:
             with open(spec.trial_dir / "srun.log", "ab") as srun_log:
@@ -196,8 +206,30 @@ class SlurmStepsBackend(Backend):
             self.free_nodes += nodes
             raise BackendError(f"cannot start trial {spec.trial_id}: srun: {exc.strerror}") from None
         handle = f"{self.job_id}:{process.pid}"
-        self.steps[handle] = _Step(process, spec.tag, nodes)
+        self.steps[handle] = _Step(process.pid, spec.tag, nodes, exit_file, process)
         return handle
+
+    def adopt(self, handle: str | None, tag: str, trial_dir: Path) -> str | None:
+        job_id, _, pid_text = (handle or "").partition(":")
+        if handle and job_id != self.job_id:
+            # A step of another allocation: this driver cannot place runs beside it, so it ends it.
+            self._scancel_steps(tag, job_id)
+            return None
+        exit_file = exit_marker(trial_dir, tag)
+        candidates = [int(pid_text)] if pid_text.isdigit() else None
+        leaders = [pid for pid in processes_tagged(tag, candidates) if leads_group(pid)]
+        nodes = [n for n in _read_nodes(trial_dir, tag) if n in self.free_nodes]
+        if leaders:
+            self.free_nodes = [n for n in self.free_nodes if n not in nodes]
+            handle = f"{self.job_id}:{leaders[0]}"
+            self.steps[handle] = _Step(leaders[0], tag, nodes, exit_file)
+            return handle
+        if read_exit_marker(exit_file) is not None or handle:
+            handle = handle or f"{self.job_id}:ended-{tag}"
+            self.steps[handle] = _Step(None, tag, [], exit_file)
+            return handle
+        self._scancel_steps(tag)  # its srun is not on this host: nothing here can follow it
+        return None
 
     def poll(self, handles: list[str]) -> dict[str, JobStatus]:
         statuses = {}
@@ -207,50 +239,52 @@ class SlurmStepsBackend(Backend):
             if step is None:
                 statuses[handle] = JobStatus(EXITED, None, "not started by this driver")
                 continue
-            code = step.process.poll()
-            if code is None:
+            status = step.status()
+            if status.state == RUNNING:
                 if step.kill_at is not None and now >= step.kill_at:
                     self._force_end(step)
-                statuses[handle] = JobStatus(RUNNING)
-                continue
-            del self.steps[handle]
-            self.free_nodes += step.nodes
-            statuses[handle] = JobStatus(EXITED, code)
+            else:
+                del self.steps[handle]
+                self.free_nodes += step.nodes
+            statuses[handle] = status
         return statuses
 
     def cancel(self, handle: str) -> None:
         step = self.steps.get(handle)
-        if step is None or step.kill_at is not None or step.process.poll() is not None:
+        if step is None or step.kill_at is not None or step.status().state == EXITED:
             return
         step.kill_at = time.monotonic() + self.kill_grace_s
         # `scancel <job>.<step>` SIGKILLs the tasks at once and accounts the step CANCELLED. A cancel
         # comes for a loser or after a pause's grace period: no checkpoint is owed at that point.
-        if not self._scancel_steps(step.tag):
+        if not self._scancel_steps(step.tag) and step.pid is not None:
             # Not registered with slurmctld yet (or already ending): srun forwards SIGTERM to its tasks.
-            _signal_group(step.process.pid, signal.SIGTERM)
+            _signal_group(step.pid, signal.SIGTERM)
 
     def end_orphan(self, handle: str | None, tag: str) -> None:
         self._scancel_steps(tag)
         for pid in processes_tagged(tag):
-            _signal_group(pid, signal.SIGKILL)
+            if leads_group(pid):
+                _signal_group(pid, signal.SIGKILL)
 
     def shutdown(self) -> None:
         for step in self.steps.values():
-            if step.process.poll() is None:
+            if step.status().state == RUNNING:
                 self._force_end(step)
 
     def _force_end(self, step: _Step) -> None:
         self._scancel_steps(step.tag)
-        _signal_group(step.process.pid, signal.SIGKILL)
+        if step.pid is not None and (step.process is not None or processes_tagged(step.tag, [step.pid])):
+            _signal_group(step.pid, signal.SIGKILL)
         step.kill_at = None
 
-    def _scancel_steps(self, tag: str, signal_name: str | None = None) -> bool:
+    def _scancel_steps(self, tag: str, job_id: str | None = None, signal_name: str | None = None) -> bool:
         """scancel <job>.<step> (ending the step, or only signalling it) for the steps of the allocation
-        named by this tag; False if none was found."""
+        (this driver's unless named) called by this tag; False if none was found."""
+        job_id = job_id or self.job_id
         try:
-            listing = run_slurm(["squeue", "-h", "--steps", f"--jobs={self.job_id}", "-o", SQUEUE_STEP_FORMAT])
+            listing = run_slurm(["squeue", "-h", "--steps", f"--jobs={job_id}", "-o", SQUEUE_STEP_FORMAT])
         except SlurmCommandError as exc:
-            log.warning("cannot list the steps of allocation %s: %s", self.job_id, exc)
+            log.warning("cannot list the steps of allocation %s: %s", job_id, exc)
             return False
         step_ids = [r.job_id for r in parse_squeue(listing) if r.name == tag]
         if step_ids:
@@ -260,6 +294,17 @@ class SlurmStepsBackend(Backend):
             except SlurmCommandError as exc:
                 log.warning("scancel of %s failed: %s", " ".join(step_ids), exc)
         return bool(step_ids)
+
+
+def _nodes_file(trial_dir: Path, tag: str) -> Path:
+    return trial_dir / f"{tag}.nodes"
+
+
+def _read_nodes(trial_dir: Path, tag: str) -> list[str]:
+    try:
+        return _nodes_file(trial_dir, tag).read_text(encoding="utf-8").split()
+    except OSError:
+        return []
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -326,7 +371,7 @@ class SlurmBatchBackend(Backend):
         return requested
 
     def submit(self, spec: LaunchSpec) -> str:
-        exit_file = spec.trial_dir / f"{spec.tag}.exit"
+        exit_file = exit_marker(spec.trial_dir, spec.tag)
         env = trial_environment(self.settings.export, spec, dict(os.environ))
         script = spec.trial_dir / f"{spec.tag}.sbatch"
         script.write_text(render_trial_script(self.template, script_values(self.settings, spec, env, exit_file),
@@ -426,7 +471,7 @@ class SlurmBatchBackend(Backend):
                 self.known[handle] = JobStatus(EXITED, None, "job vanished: neither squeue nor sacct knows it")
 
     def cancel(self, handle: str) -> None:
-        if handle not in self.jobs:
+        if handle not in self.jobs or not handle.isdigit():
             return
         try:
             run_slurm(["scancel", handle])
@@ -434,12 +479,36 @@ class SlurmBatchBackend(Backend):
             log.warning("scancel %s failed: %s", handle, exc)
         self.clock.soon(time.monotonic())
 
+    def adopt(self, handle: str | None, tag: str, trial_dir: Path) -> str | None:
+        """A journaled job is followed as before (marker, squeue, sacct); an unjournaled one is looked
+        for by its name, so a submission the previous driver made is never made twice."""
+        exit_file = exit_marker(trial_dir, tag)
+        if handle is None:
+            found = self._jobs_named(tag) or self._accounted_jobs_named(tag)
+            if found:
+                handle = found[0]
+            elif read_exit_marker(exit_file) is not None:
+                handle = f"ended-{tag}"
+            else:
+                return None
+        self.jobs[handle] = _Job(tag, exit_file, time.monotonic())
+        return handle
+
     def end_orphan(self, handle: str | None, tag: str) -> None:
         # By name, and only this user's: a recycled job id never hits someone else's job.
         try:
             run_slurm(["scancel", f"--name={tag}", f"--user={self.user}"])
         except SlurmCommandError as exc:
             log.warning("cannot cancel the jobs named %s: %s", tag, exc)
+
+    def _accounted_jobs_named(self, tag: str) -> list[str]:
+        """Jobs of this name that already left squeue (ended while no driver watched), newest last."""
+        try:
+            listing = run_slurm(["sacct", "-n", "-P", "-X", f"--name={tag}", f"--user={self.user}",
+                                 "--starttime=now-30days", "-o", SACCT_FIELDS])
+        except SlurmCommandError:
+            return []
+        return [r.job_id for r in parse_sacct(listing) if r.name == tag][-1:]
 
     def _jobs_named(self, tag: str) -> list[str]:
         try:

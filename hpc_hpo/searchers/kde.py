@@ -45,7 +45,7 @@ from typing import Any, Mapping
 import numpy as np
 from scipy.special import logsumexp, ndtr, ndtri
 
-from ..space import Choice, Fixed, LogRandInt, RandInt, Scalar, Space
+from ..space import Choice, Fixed, RandInt, Scalar, Space
 from .base import Searcher
 from .encoding import Encoder, Slot
 

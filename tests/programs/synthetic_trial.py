@@ -25,6 +25,9 @@ args = parser.parse_args()
 trial_dir = os.environ["HPC_HPO_TRIAL_DIR"]
 with open(os.path.join(trial_dir, "pid"), "w") as handle:
     handle.write(str(os.getpid()))
+# One line per process started: the crash tests check that no run was ever started twice.
+with open(os.path.join(trial_dir, "starts"), "a") as handle:
+    handle.write(f"{os.environ.get('HPC_HPO_RUN_TAG', '')} {os.getpid()}\n")
 checkpoint = os.path.join(args.checkpoint_dir or os.environ["HPC_HPO_CHECKPOINT_DIR"], "epoch")
 if args.resume_from:
     # A resumed run must find the checkpoint of exactly the epoch it resumes from.

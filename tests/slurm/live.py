@@ -30,6 +30,8 @@ def _integration_helpers() -> Any:
 _helpers = _integration_helpers()
 PROGRAMS, REPO = _helpers.PROGRAMS, _helpers.REPO
 synthetic_config, write_config = _helpers.synthetic_config, _helpers.write_config
+kill_restart_cycles, check_nothing_lost_or_doubled = _helpers.kill_restart_cycles, _helpers.check_nothing_lost_or_doubled
+read_export = _helpers.read_export
 
 NODES = 4
 
@@ -114,4 +116,5 @@ def sacct(job_ids: list[str], steps: bool = False, names: set[str] | None = None
         time.sleep(0.5)
 
 
-__all__ = ["PROGRAMS", "REPO", "write_config", "slurm_config", "run", "journal", "sacct", "hpc_hpo_command"]
+__all__ = ["PROGRAMS", "REPO", "write_config", "slurm_config", "run", "journal", "sacct", "hpc_hpo_command",
+           "kill_restart_cycles", "check_nothing_lost_or_doubled", "read_export", "driver_env"]
