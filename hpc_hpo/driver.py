@@ -8,9 +8,11 @@ leaves an action that the journal does not know was intended.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -21,6 +23,7 @@ from typing import Any, Callable
 
 from .backends import EXITED, Backend, LaunchSpec
 from .config import ExperimentConfig
+from .errors import HpoError
 from .experiment import DriverLease, check_experiment_dir, make_experiment_dir, open_experiment, write_trial_config
 from .journal import make_event
 from .metrics import LineTail, Report, ReportParser
@@ -33,6 +36,7 @@ from .space import flag_argv
 from .state import CANCELLED, FAILED, FINISHED, PAUSED, PENDING, STOPPED, ExperimentState, TrialState
 from .worker import DECISION_FILE, TRIAL_DIR_ENV
 
+TRIAL_ID = re.compile(r"\d{4,9}")
 # How long a driver that is shutting down waits for cancelled trials to go.
 SHUTDOWN_WAIT_S = 30.0
 # Decisions after which a run's further lines are not fed to the scheduler.
@@ -80,13 +84,13 @@ class Driver:
         # The lease first: two drivers started at once must not both create or resume the experiment.
         check_experiment_dir(self.config.experiment_dir)
         make_experiment_dir(self.config.experiment_dir)
-        lease = DriverLease(self.config.experiment_dir)
-        lease.acquire()
+        self.lease = DriverLease(self.config.experiment_dir)
+        self.lease.acquire()
         try:
             self.journal, resumed = open_experiment(self.config)
             return self._run_holding_lease(resumed)
         finally:
-            lease.release()
+            self.lease.release()
 
     def _run_holding_lease(self, resumed: bool) -> ExperimentState:
         self._replay(self.journal.read())
@@ -109,6 +113,8 @@ class Driver:
         except KeyboardInterrupt:
             self._shutdown("interrupted")
             raise
+        except OSError as exc:  # the experiment's filesystem failed us: full, over quota, gone
+            self._stop_on_filesystem_error(exc)
         finally:
             signal.signal(signal.SIGTERM, previous)
             signal.signal(signal.SIGUSR1, previous_usr1)
@@ -137,6 +143,7 @@ class Driver:
             self.journal.append(events)
             self._act()
             self.progress.maybe_summary()
+            self.lease.beat()
             if done:
                 self.progress.maybe_summary(force=True)
                 return
@@ -449,6 +456,26 @@ class Driver:
         self._apply(make_event("experiment_ended", reason=reason, final=False), events)
         self.journal.append(events)
 
+    def _stop_on_filesystem_error(self, exc: OSError) -> None:
+        """Nothing more can be journaled, so nothing more may happen: cancel the runs and stop with one message.
+
+        What the journal acknowledged stays; a batch that did not reach it was not acted on, and the
+        next run picks up from the journal (re-adopting or resubmitting the runs cancelled here).
+        """
+        for live in self.live.values():
+            self.backend.cancel(live.trial.handle or "")
+        deadline = time.monotonic() + SHUTDOWN_WAIT_S
+        handles = [live.trial.handle for live in self.live.values() if live.trial.handle]
+        while handles and time.monotonic() < deadline:
+            statuses = self.backend.poll(handles)
+            handles = [handle for handle in handles if statuses[handle].state != EXITED]
+            time.sleep(0.05)
+        where = exc.filename or self.config.experiment_dir
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise HpoError(f"cannot write '{where}': {exc.strerror}; the run stopped and its running trials were "
+                       f"cancelled. {'Free some space (or quota) there, then r' if full else 'R'}un the same command "
+                       "again to resume: nothing the journal recorded is lost") from None
+
     def _replay(self, events: list[dict[str, Any]]) -> None:
         """Rebuild state, scheduler and searcher from the journal by making the same calls in the same order."""
         for event in events:
@@ -552,6 +579,10 @@ class Driver:
         return f"hpo-{where}-{trial_id}-{run}"
 
     def _trial_dir(self, trial_id: str) -> Path:
+        # Ids come from the journal, a file on a shared filesystem: one that is not a number could point anywhere.
+        if not TRIAL_ID.fullmatch(trial_id):
+            raise HpoError(f"the journal names a trial {trial_id!r}, which is not a trial id hpc-hpo makes; "
+                           "the journal was edited or damaged: restore it, or start a new experiment_dir")
         return self.config.experiment_dir / "trials" / trial_id
 
 

@@ -1,8 +1,10 @@
 """The experiment directory on disk: creating it, reopening it, and finding it from a CLI argument."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,9 @@ CONFIG_FILE = "experiment.yaml"
 JOURNAL_FILE = "journal.jsonl"
 LEASE_FILE = "driver.json"  # who runs the experiment now: host, pid, since
 LEASE_LOCK = "driver.lock"  # held for the driver's whole life; the OS frees it when the driver dies
+HEARTBEAT_S = 2.0  # how often a running driver rewrites its lease file
+LOCK_ADVICE = ("see 'Locks on shared filesystems' in the README (NFS needs lockd, i.e. no 'nolock' mount option; "
+               "Lustre needs the 'flock' mount option, not 'localflock')")
 
 
 def open_experiment(config: ExperimentConfig) -> tuple[Journal, bool]:
@@ -63,7 +68,7 @@ def make_experiment_dir(directory: Path) -> None:
 
 def _creation_may_start(directory: Path) -> bool:
     """Empty, or holding only what a creation killed before its first journal line leaves (and the lease)."""
-    leftovers = {CONFIG_FILE, "trials", "journal.lock", LEASE_LOCK, LEASE_FILE}
+    leftovers = {CONFIG_FILE, "trials", "journal.lock", LEASE_LOCK, LEASE_FILE, LEASE_FILE + ".tmp"}
     names = {entry.name for entry in directory.iterdir()}
     trials = directory / "trials"
     return names <= leftovers and not (trials.is_dir() and any(trials.iterdir()))
@@ -88,31 +93,128 @@ class DriverLease:
 
     A driver that dies (even by kill -9) loses the lock with its process, so the next run takes
     over without anyone deleting files; a live driver makes a second one refuse, naming it.
+    A lock is only as good as the filesystem's: where locks do not reach between the machines (or
+    mounts) sharing the directory, the lease file's heartbeat still shows a live driver, and the
+    second one refuses to start rather than run the experiment twice.
     """
 
     def __init__(self, directory: Path) -> None:
+        self.directory = directory
         self.lock = FileLock(str(directory / LEASE_LOCK), timeout=0)
         self.info_path = directory / LEASE_FILE
+        self.info: dict[str, Any] = {}
+        self.last_beat = 0.0
 
     def acquire(self) -> None:
         try:
             self.lock.acquire()
         except Timeout:
-            raise HpoError(f"experiment '{self.info_path.parent}' is already being run by "
-                           f"{self._holder()}; wait for it to end, or stop that driver first") from None
-        info = {"host": os.uname().nodename, "pid": os.getpid(),
-                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
-        self.info_path.write_text(json.dumps(info) + "\n", encoding="utf-8")
+            raise HpoError(f"experiment '{self.directory}' is already being run by "
+                           f"{_describe(self._holder())}; wait for it to end, or stop that driver first") from None
+        except (OSError, NotImplementedError) as exc:
+            raise HpoError(f"file locks do not work on the filesystem of '{self.directory}' ({exc}); "
+                           f"{LOCK_ADVICE}") from None
+        try:
+            self._check_lock_excludes()
+            holder = self._holder()
+            if holder is not None and _still_running(holder, self.info_path):
+                raise HpoError(f"the lock of experiment '{self.directory}' was granted although "
+                               f"{_describe(holder)} is running it (its heartbeat goes on): file locks on this "
+                               f"filesystem do not exclude between the machines or mounts that share it; stop that "
+                               f"driver, and {LOCK_ADVICE}")
+        except HpoError:
+            self.lock.release()
+            raise
+        self.info = {"host": os.uname().nodename, "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                     "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "beat": 0}
+        self.beat(force=True)
+
+    def beat(self, force: bool = False) -> None:
+        """Rewrite the lease file every HEARTBEAT_S: a driver that finds it changing knows this one lives."""
+        now = time.monotonic()
+        if force or now - self.last_beat >= HEARTBEAT_S:
+            self.info["beat"] += 1
+            _write_atomically(self.info_path, json.dumps(self.info) + "\n")
+            self.last_beat = now
 
     def release(self) -> None:
+        try:
+            _write_atomically(self.info_path, json.dumps({**self.info, "released": True}) + "\n")
+        except OSError:  # a full disk: the lock below is what frees the experiment
+            pass
         self.lock.release()
 
-    def _holder(self) -> str:
+    def _check_lock_excludes(self) -> None:
+        """A second open of the lock file must not get the lock this process holds (it does on some FUSE mounts)."""
+        fd = os.open(self.directory / LEASE_LOCK, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # excluded, as it should be
+        finally:
+            os.close(fd)
+        raise HpoError(f"file locks on the filesystem of '{self.directory}' do not exclude: a second lock on "
+                       f"the same file was granted; {LOCK_ADVICE}")
+
+    def _holder(self) -> dict[str, Any] | None:
         try:
             info = json.loads(self.info_path.read_text(encoding="utf-8"))
-            return f"the driver on host {info['host']}, pid {info['pid']}, since {info['since']}"
-        except (OSError, ValueError, KeyError):
-            return "another driver"
+        except (OSError, ValueError):
+            return None
+        return info if isinstance(info, dict) and not info.get("released") else None
+
+
+def _describe(holder: dict[str, Any] | None) -> str:
+    if not holder or "host" not in holder:
+        return "another driver"
+    return f"the driver on host {holder['host']}, pid {holder.get('pid')}, since {holder.get('since')}"
+
+
+def _still_running(holder: dict[str, Any], info_path: Path) -> bool:
+    """Whether the driver a lease file names lives: a dead pid on this host, or an ended Slurm job, says no
+    at once; otherwise its heartbeat must change within a few beats."""
+    if holder.get("host") == os.uname().nodename:
+        if holder.get("pid") == os.getpid() or not _pid_alive(holder.get("pid")):
+            return False
+    elif holder.get("slurm_job_id") and not _slurm_job_running(str(holder["slurm_job_id"])):
+        return False
+    deadline = time.monotonic() + HEARTBEAT_S * 2.5
+    while time.monotonic() < deadline:
+        time.sleep(HEARTBEAT_S / 4)
+        try:
+            now = json.loads(info_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if now != holder:
+            return not now.get("released")
+    return False
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _slurm_job_running(job_id: str) -> bool:
+    """True unless squeue says the job is gone (no squeue here: assume it runs, the heartbeat decides)."""
+    try:
+        done = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return True
+    return done.returncode == 0 and done.stdout.strip() in ("RUNNING", "COMPLETING", "SUSPENDED")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def write_trial_config(trial_dir: Path, config: dict[str, Any]) -> None:

@@ -11,6 +11,10 @@ PYTHON="${PYTHON:-python3}"
 # started here; otherwise tests/slurm skips them with the reason (and fails them under CI=true).
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   bash .ci/cluster/cluster.sh up
+  # Two bindfs mounts of one directory imitate two NFS clients in the shared-filesystem lock tests.
+  if ! command -v bindfs >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bindfs >/dev/null
+  fi
 fi
 if [ -f .ci/cluster/cluster.sh ]; then
   eval "$(bash .ci/cluster/cluster.sh env)"

@@ -20,9 +20,12 @@ import sys
 def write_marker(path: str, code: int) -> None:
     """Written whole and renamed into place: a reader sees a number or nothing."""
     temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="ascii") as handle:
-        handle.write(f"{code}\n")
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "w", encoding="ascii") as handle:
+            handle.write(f"{code}\n")
+        os.replace(temporary, path)
+    except OSError:  # a full disk: the driver counts the run as lost, which is the truth
+        pass
 
 
 def main(args: list[str]) -> None:

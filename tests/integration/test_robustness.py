@@ -136,3 +136,25 @@ def test_usr1_before_the_allocation_ends_stops_cleanly_and_a_rerun_resumes(tmp_p
     resumed = cli("run", str(path), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert journal(tmp_path)[-1]["final"] is True
+
+
+def test_a_journal_naming_a_trial_outside_the_experiment_is_refused(tmp_path: Path) -> None:
+    """Trial ids cannot escape the experiment directory, even from an edited journal."""
+    config = synthetic_config(tmp_path, scheduler={"type": "fifo"}, budget={"max_trials": 1})
+    path = write_config(tmp_path, config)
+    assert cli("run", str(path), cwd=tmp_path).returncode == 0
+    journal_path = tmp_path / "exp" / "journal.jsonl"
+    events = journal(tmp_path)
+    events[-1]["final"] = False  # as if the run had been interrupted
+    escaped = {**[e for e in events if e["type"] == "trial_created"][0], "trial_id": "../../escaped", "index": 1}
+    journal_path.write_text("".join(json.dumps(e) + "\n" for e in [*events, escaped]))
+    resumed = cli("run", str(path), cwd=tmp_path)
+    assert resumed.returncode == 2 and "not a trial id" in resumed.stderr and "Traceback" not in resumed.stderr
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "exp" / "escaped").exists()
+
+
+def test_the_experiment_directory_is_owner_only(tmp_path: Path) -> None:
+    config = synthetic_config(tmp_path, scheduler={"type": "fifo"}, budget={"max_trials": 1})
+    assert cli("run", str(write_config(tmp_path, config)), cwd=tmp_path).returncode == 0
+    for directory in (tmp_path / "exp", tmp_path / "exp" / "trials", tmp_path / "exp" / "trials" / "0000"):
+        assert directory.stat().st_mode & 0o077 == 0, oct(directory.stat().st_mode)
