@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import PROGRAMS, cli, read_export, synthetic_config, write_config
 
@@ -177,7 +178,9 @@ def test_max_time_cancels_running_trials(tmp_path: Path, run_experiment) -> None
 
 
 
-def test_interrupt_cancels_trials_and_a_rerun_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_interrupt_cancels_trials_and_a_rerun_resumes(tmp_path: Path, signal_name: str) -> None:
+    """Ctrl-C or SIGTERM (scancel of the driver's job) cancels the trials and leaves the journal consistent."""
     import signal
     import subprocess
     import time
@@ -193,7 +196,7 @@ def test_interrupt_cancels_trials_and_a_rerun_resumes(tmp_path: Path) -> None:
     deadline = time.monotonic() + 30
     while not all(p.exists() and p.read_text() for p in pid_files) and time.monotonic() < deadline:
         time.sleep(0.05)
-    driver.send_signal(signal.SIGINT)
+    driver.send_signal(getattr(signal, signal_name))
     _, stderr = driver.communicate(timeout=60)
     assert driver.returncode == 130, stderr
     assert "Traceback" not in stderr and "resume" in stderr
