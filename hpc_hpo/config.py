@@ -49,7 +49,7 @@ SEARCHER_OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
                 "mutation_rate": (0.1, "rate"), "crossover_rate": (0.5, "rate"),
                 "migration_interval": (5, "int"), "mutation_std": (0.2, "positive")},
 }
-BACKENDS = ("local", "slurm", "auto")
+BACKENDS = ("local", "slurm", "pbs", "auto")
 SLURM_MODES = ("auto", "steps", "sbatch")
 # The driver's environment variables a Slurm trial gets by default (besides HPC_HPO_* and what the
 # template sets): enough to find the same Python and libraries, nothing the driver happens to hold.
@@ -59,6 +59,24 @@ SLURM_TIME_PATTERN = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+-\d+$")
 # Partition and account names, job ids: what Slurm itself accepts, nothing a shell would read.
 SLURM_WORD_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]{1,128}$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# PBS Professional / OpenPBS (execution.pbs). Modes: one qsub job per trial, or trials inside the
+# allocation the driver runs in (PBS_JOBID and PBS_NODEFILE set).
+PBS_MODES = ("auto", "qsub", "allocation")
+PBS_LAUNCHERS = ("mpiexec", "mpirun", "pbsdsh")
+PBS_LAUNCHER_PLACEHOLDERS = ("hosts", "host", "nodes")
+PBS_QSTAT_FORMATS = ("json", "text")
+DEFAULT_PBS_EXPORT = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "CONDA_PREFIX", "LD_LIBRARY_PATH", "HOME", "USER",
+                      "LOGNAME", "LANG", "LC_ALL", "TMPDIR")
+# Queue names (queue, queue@server, @server), account strings: nothing a shell or qsub would split.
+PBS_DESTINATION_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]{0,128}(@[A-Za-z0-9_.-]{1,128})?$")
+PBS_WORD_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]{1,128}$")
+PBS_WALLTIME_PATTERN = re.compile(r"^\d+(:\d{1,2}){0,2}$")
+# Chunk resources for -l select: name=value pairs joined by ':' (ncpus=8:ngpus=1:mem=16gb).
+PBS_CHUNK_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=[A-Za-z0-9_.+-]+(:[A-Za-z_][A-Za-z0-9_]*=[A-Za-z0-9_.+-]+)*$")
+PBS_PLACE_PATTERN = re.compile(r"^(free|pack|scatter|vscatter)?(:?(excl|shared|exclhost|group=[A-Za-z0-9_]+))*$")
+# qsub options that take a value (qsub.1B); the others are flags. Interactive ones make no batch job.
+QSUB_VALUE_OPTIONS = frozenset("aAcCeJklMNopPqrRSuvW")
+QSUB_REFUSED_OPTIONS = ("-I", "-G", "-X", "--")
 PARAM_TYPES = ("uniform", "loguniform", "randint", "lograndint", "choice", "pchoice", "fixed")
 # Column names of the CSV export that a parameter name may not take.
 RESERVED_NAMES = ("trial_id", "resource", "elapsed_s", "decision")
@@ -163,6 +181,30 @@ class SlurmSpec:
 
 
 @dataclass(frozen=True)
+class PbsSpec:
+    """Running trials on PBS Professional / OpenPBS: one qsub job each, or inside the driver's allocation."""
+
+    mode: str = "auto"  # allocation when PBS_JOBID and PBS_NODEFILE are set, else qsub
+    nodes_per_eval: int = 1
+    queue: str | None = None  # qsub -q
+    account: str | None = None  # qsub -A
+    walltime: str | None = None  # qsub -l walltime=
+    select: str | None = None  # chunk resources besides the count: "ncpus=8:ngpus=1"
+    place: str = "scatter"  # qsub -l place=: one chunk per host, so nodes_per_eval chunks are that many hosts
+    template: Path | None = None  # qsub mode: the trial job template
+    # allocation mode (and multi-node qsub jobs): mpiexec, mpirun, pbsdsh, or an argv with {hosts}
+    launcher: str | tuple[str, ...] = "mpiexec"
+    launch_args: tuple[str, ...] = ()  # extra launcher flags for each trial
+    qsub_args: tuple[str, ...] = ()  # extra qsub options for each trial job
+    nodes_flag: str | None = None  # passes nodes_per_eval to the program, e.g. --nodes
+    export: tuple[str, ...] = DEFAULT_PBS_EXPORT  # or ("ALL",)
+    qstat_interval: float = 10.0  # seconds between qstat calls in qsub mode
+    qstat_format: str = "json"  # qstat -f -F json (PBS Pro 14+, OpenPBS), or text for older servers
+    job_name_max: int = 236  # the server's job name limit (15 on old PBS versions)
+    lost_after: float = 300.0  # seconds a job may be unknown to qstat, without an exit marker, before it counts as lost
+
+
+@dataclass(frozen=True)
 class ExecutionSpec:
     backend: str
     num_parallel_evals: int
@@ -172,6 +214,7 @@ class ExecutionSpec:
     # Flags a resumed run gets, besides HPC_HPO_RESUME_FROM / HPC_HPO_CHECKPOINT_DIR in its environment.
     resume_flags: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_RESUME_FLAGS))
     slurm: SlurmSpec = field(default_factory=SlurmSpec)
+    pbs: PbsSpec = field(default_factory=PbsSpec)
 
 
 @dataclass(frozen=True)
@@ -567,7 +610,8 @@ def _budget(value: Any, searcher: SearcherSpec, scheduler_type: str) -> BudgetSp
 
 def _execution(value: Any) -> ExecutionSpec:
     section = Section(value, "execution", ("backend", "workload_manager", "num_parallel_evals", "poll_interval",
-                                           "stop_grace_period", "resume_flags", "num_retries", "slurm"))
+                                           "stop_grace_period", "resume_flags", "num_retries", "slurm",
+                                           "pbs"))
     if "backend" in section.data and "workload_manager" in section.data:
         raise ConfigError("execution.workload_manager", section.data["workload_manager"],
                           "is another name for execution.backend", "set only one of the two")
@@ -579,7 +623,8 @@ def _execution(value: Any) -> ExecutionSpec:
     grace = float(section.number("stop_grace_period", 10, positive=True))
     return ExecutionSpec(backend=backend, num_parallel_evals=parallel, poll_interval=poll,
                          stop_grace_period=grace, resume_flags=_resume_flags(section.get("resume_flags", {})),
-                         num_retries=_count(section, "num_retries"), slurm=_slurm(section.get("slurm", None)))
+                         num_retries=_count(section, "num_retries"), slurm=_slurm(section.get("slurm", None)),
+                         pbs=_pbs(section.get("pbs", None)))
 
 
 def _slurm(value: Any) -> SlurmSpec:
@@ -607,6 +652,104 @@ def _slurm(value: Any) -> SlurmSpec:
         nodes_flag=_flag(section.get("nodes_flag", None), section.key("nodes_flag")),
         export=_export(section.get("export", list(DEFAULT_SLURM_EXPORT)), section.key("export")),
         squeue_interval=float(section.number("squeue_interval", 10, positive=True)))
+
+
+def _pbs(value: Any) -> PbsSpec:
+    section = Section(value, "execution.pbs", ("mode", "nodes_per_eval", "queue", "account", "walltime", "select",
+                                               "place", "template", "launcher", "launch_args", "qsub_args",
+                                               "nodes_flag", "export", "qstat_interval", "qstat_format",
+                                               "job_name_max", "lost_after"))
+    word = "must be letters, digits and _ . + - only"
+    template = section.text("template", None)
+    if template is not None and _has_control(template):
+        raise ConfigError(section.key("template"), template, "must be a file path without control characters")
+    nodes = section.number("nodes_per_eval", 1, integer=True, positive=True)
+    launcher = _pbs_launcher(section.get("launcher", "mpiexec"), section.key("launcher"))
+    if launcher == "pbsdsh" and nodes > 1:
+        raise ConfigError(section.key("launcher"), "pbsdsh", f"starts a program on one host, but nodes_per_eval "
+                          f"is {nodes}", "use mpiexec or mpirun (or your own launcher) for multi-node trials")
+    name_max = section.number("job_name_max", 236, integer=True)
+    if not 15 <= name_max <= 236:
+        raise ConfigError(section.key("job_name_max"), name_max, "must be between 15 and 236",
+                          "PBS Pro 19 and later allow 236 characters, older servers 15")
+    return PbsSpec(
+        mode=section.choice("mode", PBS_MODES, "auto"), nodes_per_eval=nodes,
+        queue=section.text("queue", None, PBS_DESTINATION_PATTERN,
+                           "must be a PBS destination: queue, queue@server or @server"),
+        account=section.text("account", None, PBS_WORD_PATTERN, word),
+        walltime=section.text("walltime", None, PBS_WALLTIME_PATTERN,
+                              "must be a PBS walltime: seconds, MM:SS or HH:MM:SS"),
+        select=section.text("select", None, PBS_CHUNK_PATTERN,
+                            "must be chunk resources without the count, like 'ncpus=8:ngpus=1:mem=16gb'"),
+        place=section.text("place", "scatter", PBS_PLACE_PATTERN,
+                           "must be a PBS place statement like 'scatter', 'scatter:excl' or 'pack'"),
+        template=None if template is None else Path(template).absolute(), launcher=launcher,
+        launch_args=_pbs_args(section, "launch_args", frozenset(), "['--ppn', '4', '--cpu-bind', 'core']"),
+        qsub_args=_pbs_args(section, "qsub_args", QSUB_VALUE_OPTIONS, "['-l', 'mem=8gb', '-W', 'group_list=hpo']"),
+        nodes_flag=_flag(section.get("nodes_flag", None), section.key("nodes_flag")),
+        export=_pbs_export(section.get("export", list(DEFAULT_PBS_EXPORT)), section.key("export")),
+        qstat_interval=float(section.number("qstat_interval", 10, positive=True)),
+        qstat_format=section.choice("qstat_format", PBS_QSTAT_FORMATS, "json"), job_name_max=name_max,
+        lost_after=parse_duration(section.get("lost_after", 300), section.key("lost_after")))
+
+
+def _pbs_launcher(value: Any, key: str) -> str | tuple[str, ...]:
+    """mpiexec, mpirun, pbsdsh, or the user's own argv in which {hosts} (comma-separated), {host} (the
+    first) and {nodes} (how many) are filled for each trial; the program and its flags follow it."""
+    if isinstance(value, str) and value in PBS_LAUNCHERS:
+        return value
+    example = "e.g. [mpiexec, --hosts, '{hosts}', -n, '{nodes}']"
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(key, value, f"must be one of {', '.join(PBS_LAUNCHERS)}, or a list of arguments "
+                          "with a {hosts} or {host} placeholder", example)
+    for item in value:
+        if _has_control(item):
+            raise ConfigError(key, item, "must not hold newlines, tabs or NUL bytes")
+        unknown = [n for n in re.findall(r"\{([^{}]*)\}", item) if n not in PBS_LAUNCHER_PLACEHOLDERS]
+        if unknown:
+            raise ConfigError(key, item, f"uses the unknown placeholder {{{unknown[0]}}}",
+                              f"placeholders are: {', '.join('{' + n + '}' for n in PBS_LAUNCHER_PLACEHOLDERS)}")
+    if value[0].startswith("-") or "{" in value[0]:
+        raise ConfigError(key, value[0], "must name the launcher program first", example)
+    if not any("{hosts}" in v or "{host}" in v for v in value):
+        raise ConfigError(key, value, "never says where to run: it needs {hosts} or {host}", example)
+    return tuple(value)
+
+
+def _pbs_args(section: Section, name: str, value_options: frozenset[str], example: str) -> tuple[str, ...]:
+    """Extra qsub or launcher options: a list, or a string split like a shell would. An item that is not an
+    option must be the value of the option before it, since a stray word would become the command."""
+    value = section.get(name, [])
+    key = section.key(name)
+    if isinstance(value, str):
+        try:
+            value = shlex.split(value)
+        except ValueError as exc:
+            raise ConfigError(key, value, f"cannot be split into options ({exc})") from None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(key, value, "must be a list of options", f"e.g. {example}")
+    previous = ""
+    for item in value:
+        if _has_control(item) or item in QSUB_REFUSED_OPTIONS and value_options:
+            raise ConfigError(key, item, "cannot be used: no control characters, no interactive "
+                              f"qsub options ({', '.join(QSUB_REFUSED_OPTIONS)})")
+        takes_value = previous.startswith("-") and (not value_options or previous[1:] in value_options)
+        if not item.startswith("-") and not takes_value:
+            raise ConfigError(key, item, "is not an option, nor the value of the option before it",
+                              f"write options with their values, e.g. {example}")
+        previous = "" if takes_value and not item.startswith("-") else item
+    if previous.startswith("-") and value_options and previous[1:] in value_options:
+        raise ConfigError(key, previous, "needs a value after it", f"e.g. {example}")
+    return tuple(value)
+
+
+def _pbs_export(value: Any, key: str) -> tuple[str, ...]:
+    if value == "ALL" or value == ["ALL"]:
+        return ("ALL",)
+    if not isinstance(value, list) or not all(isinstance(v, str) and ENV_NAME_PATTERN.match(v) for v in value):
+        raise ConfigError(key, value, "must be a list of environment variable names, or ALL",
+                          f"the default is {list(DEFAULT_PBS_EXPORT)}")
+    return tuple(value)
 
 
 def _has_control(text: str) -> bool:
@@ -827,9 +970,8 @@ def _scalar(value: Any, key: str) -> Scalar:
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(key, value, "must be a finite number")
     if isinstance(value, (int, float, str, bool)):
-        if isinstance(value, str) and any(c in value for c in "\0\n\r"):
-            raise ConfigError(key, value, "must not contain a NUL byte or a line break (values pass through "
-                              "batch scripts)", "remove it from the value")
+        if isinstance(value, str) and "\0" in value:
+            raise ConfigError(key, value, "must not contain a NUL byte")
         return value
     raise ConfigError(key, value, "must be a number, a string or true/false")
 

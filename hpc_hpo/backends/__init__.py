@@ -1,4 +1,4 @@
-"""Backends run trials: local processes, or Slurm steps and jobs; PBS fills the same seam."""
+"""Backends run trials: local processes, Slurm steps and jobs, or PBS jobs and trials inside a PBS job."""
 from __future__ import annotations
 
 import os
@@ -12,10 +12,15 @@ __all__ = ["Backend", "JobStatus", "LaunchSpec", "LocalBackend", "make_backend",
 
 
 def make_backend(config: ExperimentConfig) -> Backend:
-    """`auto`: Slurm steps inside an allocation, Slurm jobs where sbatch is found, otherwise local processes."""
-    if backend_kind(config) == "slurm":
+    """`auto`: inside a Slurm or PBS allocation, its trials run there; otherwise jobs of the batch system
+    whose commands are found (sbatch first), otherwise local processes."""
+    kind = backend_kind(config)
+    if kind == "slurm":
         from .slurm import make_slurm_backend
         return make_slurm_backend(config)
+    if kind == "pbs":
+        from .pbs import make_pbs_backend
+        return make_pbs_backend(config)
     return LocalBackend(kill_grace_s=config.execution.stop_grace_period)
 
 
@@ -23,5 +28,11 @@ def backend_kind(config: ExperimentConfig) -> str:
     chosen = config.execution.backend
     if chosen != "auto":
         return chosen
-    in_allocation = bool(config.execution.slurm.alloc_jobid or os.environ.get("SLURM_JOB_ID"))
-    return "slurm" if in_allocation or shutil.which("sbatch") else "local"
+    if config.execution.slurm.alloc_jobid or os.environ.get("SLURM_JOB_ID"):
+        return "slurm"
+    # PBS sets both in every job; a Slurm site's qsub wrapper comes with sbatch beside it.
+    if os.environ.get("PBS_JOBID") and os.environ.get("PBS_NODEFILE"):
+        return "pbs"
+    if shutil.which("sbatch"):
+        return "slurm"
+    return "pbs" if shutil.which("qsub") else "local"

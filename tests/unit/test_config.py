@@ -280,7 +280,7 @@ def test_missing_metric_mode_says_min_or_max():
 
 @pytest.mark.parametrize(ARGS, [
     case("metric.mode", "minimize", "must be one of: min, max"),
-    case("execution.backend", "pbs", "must be one of: local, slurm, auto"),
+    case("execution.backend", "k8s", "must be one of: local, slurm, pbs, auto"),
     case("scheduler.type", "hyperband", "must be one of: fifo, asha"),
     case("searcher.type", "bayes", "must be one of: random"),
     case("params.lr.type", "normal", "must be one of: uniform, loguniform"),
