@@ -970,8 +970,9 @@ def _scalar(value: Any, key: str) -> Scalar:
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(key, value, "must be a finite number")
     if isinstance(value, (int, float, str, bool)):
-        if isinstance(value, str) and "\0" in value:
-            raise ConfigError(key, value, "must not contain a NUL byte")
+        if isinstance(value, str) and any(c in value for c in "\0\n\r"):
+            raise ConfigError(key, value, "must not contain a NUL byte or a line break (values pass through "
+                              "batch scripts)", "remove it from the value")
         return value
     raise ConfigError(key, value, "must be a number, a string or true/false")
 
