@@ -1,0 +1,512 @@
+"""Search quality at equal budget: hpc_hpo random+ASHA and KDE+ASHA, Optuna TPE + SuccessiveHalvingPruner,
+Syne Tune ASHA, on a multi-fidelity Branin (simulated time) and on launchers/train_mlp.py (real processes).
+
+    python benchmarks/search_quality.py                                  (about 15 minutes)
+    python benchmarks/search_quality.py --problems branin --seeds 3 --peers none --out /tmp/q.md   (smoke)
+
+Every method runs through the same loop here, which plays the driver's part: W workers, a new trial
+whenever one is free, every report given to the method, which says go on or stop; the run ends when
+the trials together have used the resource budget. The methods:
+
+- hpc-random-asha: hpc_hpo's RandomSearcher and StoppingAsha (grace 1, eta 3, max 27), called in
+  the order the driver calls them (suggest, on_trial_created, next_action/on_start; on_report of
+  scheduler then searcher; on_trial_end of both).
+- hpc-kde-asha: the same with hpc_hpo's KdeSearcher (BOHB-style, searcher_data rungs).
+- optuna-tpe-sha: Optuna's ask/tell with TPESampler(seed) and SuccessiveHalvingPruner(min_resource 1,
+  reduction_factor 3); trial.report + should_prune at each epoch, tell at the end.
+- syne-asha: syne_tune.optimizer.baselines.ASHA (random search, grace 1, eta 3, max_t 27): suggest,
+  on_trial_add, on_trial_result, on_trial_remove after a stop (as its Tuner does).
+
+Branin: loss(x, r) = branin(x) + (20 + 5 sin(x1 + x2)) / r (tests/unit/test_kde_searcher.py's
+multi-fidelity Branin), 4 workers, an epoch takes lognormal(0, 0.3) simulated seconds drawn from
+(seed, trial index, epoch), so every method sees the same durations for its i-th trial; no process
+is started. train_mlp: each trial is a real `python launchers/train_mlp.py ...` process run
+standalone (it prints "epoch N: accuracy A"), 2 at a time; a stopped trial's process is killed; the
+loss is 1 - validation accuracy; wall time is real. hpc_hpo's own driver (hpc-hpo run) is not
+used, so every method pays the same launch costs. The peers run in benchmarks/.venv-peers (this
+script spawns itself there with --worker).
+"""
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import math
+import os
+import re
+import selectors
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (BRANIN_MIN, DOCS, PEER_PYTHON, REPO, branin, branin_mf, command_line, header,  # noqa: E402
+                    versions, write_section)
+
+MAX_T, LEVELS = 27, [1, 3, 9, 27]
+METHODS = ["hpc-random-asha", "hpc-kde-asha", "optuna-tpe-sha", "syne-asha"]
+PEER_METHODS = {"optuna-tpe-sha", "syne-asha"}
+LABELS = {"hpc-random-asha": "hpc_hpo random + ASHA", "hpc-kde-asha": "hpc_hpo KDE + ASHA",
+          "optuna-tpe-sha": "Optuna TPE + SuccessiveHalvingPruner", "syne-asha": "Syne Tune ASHA"}
+
+# The spaces: (name, kind, low, high) or (name, "choice", values).
+SPACES = {
+    "branin": [("x1", "uniform", -5.0, 10.0), ("x2", "uniform", 0.0, 15.0)],
+    "mlp": [("learning_rate", "loguniform", 1e-4, 0.3), ("width", "lograndint", 8, 256),
+            ("alpha", "loguniform", 1e-6, 1.0), ("batch_size", "choice", [16, 32, 64, 128, 256])],
+}
+
+
+# --------------------------------------------------------------------------- the methods
+
+
+class HpcMethod:
+    def __init__(self, problem: str, seed: int, searcher: str) -> None:
+        from hpc_hpo.config import validate_config
+        from hpc_hpo.schedulers import make_scheduler
+        from hpc_hpo.searchers import make_searcher
+        params = {}
+        for spec in SPACES[problem]:
+            if spec[1] == "choice":
+                params[spec[0]] = {"type": "choice", "values": spec[2]}
+            else:
+                params[spec[0]] = {"type": spec[1], "low": spec[2], "high": spec[3]}
+        config = validate_config({
+            "name": "quality", "command": "true", "params": params,
+            "metric": {"name": "loss", "mode": "min"}, "resource": {"name": "epoch", "max": MAX_T},
+            "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 3},
+            "searcher": {"type": searcher, "seed": seed}, "budget": {"max_trials": 100000}}, check_program=False)
+        self.scheduler, self.searcher = make_scheduler(config), make_searcher(config)
+        self.index = 0
+
+    def new_trial(self) -> tuple[str, dict[str, Any]]:
+        tid = f"{self.index:05d}"
+        config = self.searcher.suggest(self.index)
+        self.searcher.on_trial_created(tid, config)
+        action = self.scheduler.next_action(self.index)
+        self.scheduler.on_start(tid, action)
+        self.index += 1
+        return tid, config
+
+    def report(self, tid: str, epoch: int, loss: float) -> bool:
+        from hpc_hpo.schedulers.base import Decision
+        outcome = self.scheduler.on_report(tid, epoch, loss)
+        self.searcher.on_report(tid, epoch, loss)
+        return outcome.decision == Decision.CONTINUE
+
+    def end(self, tid: str) -> None:
+        self.scheduler.on_trial_end(tid)
+        self.searcher.on_trial_end(tid)
+
+
+class OptunaMethod:
+    def __init__(self, problem: str, seed: int) -> None:
+        import optuna
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.optuna, self.space = optuna, SPACES[problem]
+        self.study = optuna.create_study(
+            direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
+            pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3,
+                                                          min_early_stopping_rate=0))
+        self.trials: dict[str, Any] = {}
+        self.last: dict[str, tuple[int, float]] = {}
+
+    def new_trial(self) -> tuple[str, dict[str, Any]]:
+        trial = self.study.ask()
+        config: dict[str, Any] = {}
+        for spec in self.space:
+            name, kind = spec[0], spec[1]
+            if kind == "choice":
+                config[name] = trial.suggest_categorical(name, spec[2])
+            elif kind in ("uniform", "loguniform"):
+                config[name] = trial.suggest_float(name, spec[2], spec[3], log=kind == "loguniform")
+            else:
+                config[name] = trial.suggest_int(name, spec[2], spec[3], log=kind == "lograndint")
+        tid = str(trial.number)
+        self.trials[tid] = trial
+        return tid, config
+
+    def report(self, tid: str, epoch: int, loss: float) -> bool:
+        trial = self.trials[tid]
+        trial.report(loss, epoch)
+        self.last[tid] = (epoch, loss)
+        if epoch >= MAX_T:
+            return False
+        return not trial.should_prune()
+
+    def end(self, tid: str) -> None:
+        trial = self.trials.pop(tid)
+        epoch, loss = self.last.pop(tid, (0, None))
+        if epoch >= MAX_T:
+            self.study.tell(trial, loss)
+        else:
+            self.study.tell(trial, state=self.optuna.trial.TrialState.PRUNED)
+
+
+class SyneMethod:
+    def __init__(self, problem: str, seed: int) -> None:
+        from datetime import datetime
+        from syne_tune import config_space as cs
+        from syne_tune.backend.trial_status import Trial
+        from syne_tune.optimizer.baselines import ASHA
+        from syne_tune.optimizer.scheduler import SchedulerDecision
+        space: dict[str, Any] = {"epochs": MAX_T}
+        for spec in SPACES[problem]:
+            name, kind = spec[0], spec[1]
+            space[name] = cs.choice(spec[2]) if kind == "choice" else getattr(cs, kind)(spec[2], spec[3])
+        self.scheduler = ASHA(space, metric="loss", time_attr="epoch", max_t=MAX_T, do_minimize=True,
+                              random_seed=seed, grace_period=1, reduction_factor=3)
+        self.Trial, self.STOP, self.now = Trial, SchedulerDecision.STOP, datetime.now()
+        self.trials: dict[str, Any] = {}
+        self.index = 0
+        np.random.seed(seed)  # its bracket draw uses numpy's global generator
+
+    def new_trial(self) -> tuple[str, dict[str, Any]]:
+        suggestion = self.scheduler.suggest()
+        config = {k: v for k, v in suggestion.config.items() if k != "epochs"}
+        trial = self.Trial(trial_id=self.index, config=suggestion.config, creation_time=self.now)
+        self.scheduler.on_trial_add(trial)
+        tid = str(self.index)
+        self.trials[tid] = trial
+        self.index += 1
+        return tid, config
+
+    def report(self, tid: str, epoch: int, loss: float) -> bool:
+        decision = self.scheduler.on_trial_result(self.trials[tid], {"epoch": epoch, "loss": loss})
+        return epoch < MAX_T and decision != self.STOP
+
+    def end(self, tid: str) -> None:
+        self.scheduler.on_trial_remove(self.trials.pop(tid))
+
+
+def make_method(name: str, problem: str, seed: int):
+    if name == "hpc-random-asha":
+        return HpcMethod(problem, seed, "random")
+    if name == "hpc-kde-asha":
+        return HpcMethod(problem, seed, "kde")
+    if name == "optuna-tpe-sha":
+        return OptunaMethod(problem, seed)
+    if name == "syne-asha":
+        return SyneMethod(problem, seed)
+    raise ValueError(name)
+
+
+# --------------------------------------------------------------------------- the loops
+
+
+class Trace:
+    """Best loss so far against resource used and wall time; one point per report."""
+
+    def __init__(self) -> None:
+        self.resource, self.wall, self.best = [], [], []
+        self.best_config: dict[str, Any] | None = None
+        self.used = 0
+        self.trials = 0
+
+    def add(self, loss: float, wall: float, config: dict[str, Any]) -> None:
+        self.used += 1
+        if not self.best or loss < self.best[-1]:
+            self.best_config = dict(config)
+            best = loss
+        else:
+            best = self.best[-1]
+        self.resource.append(self.used), self.wall.append(wall), self.best.append(best)
+
+
+def run_branin(method, seed: int, budget: int, workers: int) -> Trace:
+    """Simulated time: an event queue of the next report of each running trial."""
+    trace = Trace()
+    heap: list[tuple[float, int, str]] = []
+    running: dict[str, tuple[dict[str, Any], int, int]] = {}  # tid -> (config, index, epoch)
+    now, started = 0.0, 0
+
+    def duration(index: int, epoch: int) -> float:
+        return float(np.random.default_rng([seed, index, epoch]).lognormal(0.0, 0.3))
+
+    def start() -> None:
+        nonlocal started
+        tid, config = method.new_trial()
+        running[tid] = (config, started, 0)
+        heapq.heappush(heap, (now + duration(started, 1), started, tid))
+        started += 1
+
+    for _ in range(workers):
+        start()
+    while heap and trace.used < budget:
+        now, _, tid = heapq.heappop(heap)
+        config, index, epoch = running[tid]
+        epoch += 1
+        loss = branin_mf(config["x1"], config["x2"], epoch)
+        trace.add(loss, now, config)
+        goes_on = method.report(tid, epoch, loss)
+        if goes_on:
+            running[tid] = (config, index, epoch)
+            heapq.heappush(heap, (now + duration(index, epoch + 1), index, tid))
+            continue
+        method.end(tid)
+        del running[tid]
+        if trace.used < budget:
+            start()
+    trace.trials = started
+    return trace
+
+
+LINE = re.compile(r"^epoch (\d+): accuracy ([0-9.]+)")
+
+
+def run_mlp(method, seed: int, budget: int, workers: int, python: str) -> Trace:
+    """Real processes of launchers/train_mlp.py, `workers` at a time; losers are killed."""
+    trace = Trace()
+    selector = selectors.DefaultSelector()
+    running: dict[str, tuple[subprocess.Popen, dict[str, Any]]] = {}
+    t0 = time.perf_counter()
+    started = 0
+
+    def start() -> None:
+        nonlocal started
+        tid, config = method.new_trial()
+        argv = [python, str(REPO / "launchers" / "train_mlp.py"), "--epochs", str(MAX_T)]
+        for name, value in config.items():
+            argv += [f"--{name}", str(value)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HPC_HPO_")}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = "1"
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        running[tid] = (proc, config)
+        selector.register(proc.stdout, selectors.EVENT_READ, tid)
+        started += 1
+
+    def finish(tid: str, kill: bool) -> None:
+        proc, _ = running.pop(tid)
+        selector.unregister(proc.stdout)
+        if kill and proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        method.end(tid)
+
+    for _ in range(workers):
+        start()
+    while running and trace.used < budget:
+        for key, _ in selector.select(timeout=1.0):
+            tid = key.data
+            if tid not in running:
+                continue
+            proc, config = running[tid]
+            line = proc.stdout.readline()
+            if not line:  # the process ended
+                finish(tid, kill=False)
+            else:
+                match = LINE.match(line)
+                if not match:
+                    continue
+                epoch, loss = int(match.group(1)), 1.0 - float(match.group(2))
+                trace.add(loss, time.perf_counter() - t0, config)
+                if method.report(tid, epoch, loss) and trace.used < budget:
+                    continue
+                finish(tid, kill=True)
+            while len(running) < workers and trace.used < budget:
+                start()
+    for tid in list(running):
+        finish(tid, kill=True)
+    trace.trials = started
+    return trace
+
+
+def worker(problem: str, method_name: str, seeds: list[int], budget: int, workers: int, python: str) -> list[dict]:
+    out = []
+    for seed in seeds:
+        method = make_method(method_name, problem, seed)
+        t0 = time.perf_counter()
+        if problem == "branin":
+            trace = run_branin(method, seed, budget, workers)
+        else:
+            trace = run_mlp(method, seed, budget, workers, python)
+        result = {"method": method_name, "problem": problem, "seed": seed, "resource": trace.resource,
+                  "wall": trace.wall, "best": trace.best, "trials": trace.trials, "best_config": trace.best_config,
+                  "seconds": time.perf_counter() - t0}
+        if problem == "branin" and trace.best_config:
+            result["regret"] = branin(trace.best_config["x1"], trace.best_config["x2"]) - BRANIN_MIN
+        out.append(result)
+        print(f"  {problem} {method_name} seed {seed}: best {trace.best[-1]:.4f} after {trace.used} resource, "
+              f"{trace.trials} trials, {result['seconds']:.1f} s", file=sys.stderr, flush=True)
+    return out
+
+
+# --------------------------------------------------------------------------- summary, table and plot
+
+
+def best_at(result: dict, resource: float) -> float:
+    """The best loss once `resource` has been used (inf before the first report)."""
+    index = np.searchsorted(np.array(result["resource"]), resource, side="right") - 1
+    return float(result["best"][index]) if index >= 0 else math.inf
+
+
+def quantiles(values: list[float]) -> tuple[float, float, float]:
+    a = np.array(values, dtype=float)
+    return float(np.median(a)), float(np.percentile(a, 25)), float(np.percentile(a, 75))
+
+
+def table(results: list[dict], problem: str, budget: int, methods: list[str]) -> list[str]:
+    fractions = [0.1, 0.25, 0.5, 1.0]
+    offset = BRANIN_MIN if problem == "branin" else 0.0
+    what = "best loss - Branin minimum" if problem == "branin" else "best 1 - validation accuracy"
+    rows = [f"| method | seeds | {' | '.join(f'{what} at {int(f * budget)} resource (median [IQR])' for f in fractions)} "
+            f"| trials (median) | {'regret of the best config, median [IQR]' if problem == 'branin' else 'wall s at budget (median [IQR])'} |",
+            "|---|---:|" + "---:|" * len(fractions) + "---:|---:|"]
+    for method in methods:
+        mine = [r for r in results if r["problem"] == problem and r["method"] == method]
+        if not mine:
+            continue
+        cells = []
+        for f in fractions:
+            m, lo, hi = quantiles([best_at(r, f * budget) - offset for r in mine])
+            cells.append(f"{m:.4f} [{lo:.4f}, {hi:.4f}]")
+        trials = float(np.median([r["trials"] for r in mine]))
+        if problem == "branin":
+            m, lo, hi = quantiles([r["regret"] for r in mine])
+        else:
+            m, lo, hi = quantiles([r["wall"][-1] for r in mine])
+        rows.append(f"| {LABELS[method]} | {len(mine)} | {' | '.join(cells)} | {trials:.0f} | {m:.4f} [{lo:.4f}, {hi:.4f}] |"
+                    if problem == "branin" else
+                    f"| {LABELS[method]} | {len(mine)} | {' | '.join(cells)} | {trials:.0f} | {m:.0f} [{lo:.0f}, {hi:.0f}] |")
+    return rows
+
+
+def plot(results: list[dict], budgets: dict[str, int], methods: list[str], png: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = [(p, axis) for p in budgets for axis in (("resource",) if p == "branin" else ("resource", "wall"))]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    for ax, (problem, axis) in zip(axes[0], panels):
+        offset = BRANIN_MIN if problem == "branin" else 0.0
+        for method in methods:
+            mine = [r for r in results if r["problem"] == problem and r["method"] == method]
+            if not mine:
+                continue
+            if axis == "resource":
+                grid = np.linspace(1, budgets[problem], 200)
+                curves = np.array([[best_at(r, x) - offset for x in grid] for r in mine])
+            else:
+                end = max(r["wall"][-1] for r in results if r["problem"] == problem)
+                grid = np.linspace(0, end, 200)
+                curves = np.array([[float(r["best"][i]) if (i := np.searchsorted(r["wall"], x, side="right") - 1) >= 0
+                                    else np.nan for x in grid] for r in mine]) - offset
+            median = np.nanmedian(curves, axis=0)
+            lo, hi = np.nanpercentile(curves, 25, axis=0), np.nanpercentile(curves, 75, axis=0)
+            ax.plot(grid, median, label=LABELS[method])
+            ax.fill_between(grid, lo, hi, alpha=0.2)
+        ax.set_yscale("log")
+        ax.set_xlabel("total resource (epochs)" if axis == "resource" else "wall time (s)")
+        ax.set_ylabel("best loss - minimum" if problem == "branin" else "best 1 - accuracy")
+        seeds = len({r["seed"] for r in results if r["problem"] == problem})
+        ax.set_title(f"{'multi-fidelity Branin' if problem == 'branin' else 'train_mlp.py (digits)'}, {seeds} seeds")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", nargs="+", default=["branin", "mlp"], choices=["branin", "mlp"])
+    parser.add_argument("--seeds", type=int, default=20, help="seeds for Branin")
+    parser.add_argument("--mlp-seeds", type=int, default=3)
+    parser.add_argument("--budget", type=int, default=1000, help="Branin: total epochs per run")
+    parser.add_argument("--mlp-budget", type=int, default=108, help="train_mlp: total epochs per run")
+    parser.add_argument("--workers", type=int, default=4, help="Branin: trials at a time")
+    parser.add_argument("--mlp-workers", type=int, default=2)
+    parser.add_argument("--peers", default="all", help="all or none")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, help="default: all (hpc_hpo only with --peers none)")
+    parser.add_argument("--png", type=Path, default=REPO / "docs" / "search_quality.png")
+    parser.add_argument("--out", type=Path, default=DOCS)
+    parser.add_argument("--json", type=Path)
+    # Internal: run one method's seeds in this interpreter and print the results as JSON.
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--problem", help=argparse.SUPPRESS)
+    parser.add_argument("--method", help=argparse.SUPPRESS)
+    parser.add_argument("--seed-list", type=int, nargs="*", help=argparse.SUPPRESS)
+    parser.add_argument("--trial-python", default=sys.executable, help=argparse.SUPPRESS)
+    parser.add_argument("--plot-from", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        budget = args.budget if args.problem == "branin" else args.mlp_budget
+        workers = args.workers if args.problem == "branin" else args.mlp_workers
+        print(json.dumps(worker(args.problem, args.method, args.seed_list, budget, workers, args.trial_python)))
+        return
+    if args.plot_from:
+        data = json.loads(args.plot_from.read_text())
+        plot(data["results"], data["budgets"], data["methods"], args.png)
+        return
+    if args.peers not in ("all", "none"):
+        parser.error("--peers: all or none")
+    methods = args.methods or [m for m in METHODS if args.peers == "all" or m not in PEER_METHODS]
+    if args.peers == "none" and PEER_METHODS & set(methods):
+        parser.error("--peers none: choose hpc_hpo methods only")
+    needs_peers = bool(PEER_METHODS & set(methods)) or args.peers == "all"
+    if needs_peers and not PEER_PYTHON.exists():
+        parser.error(f"{PEER_PYTHON} is missing: run `bash benchmarks/peers.sh` first, or pass --peers none")
+    command = command_line()
+    peer_versions = versions(["optuna", "syne-tune", "matplotlib"], PEER_PYTHON) if needs_peers else None
+    head = header(command, peer_versions)
+    budgets = {p: (args.budget if p == "branin" else args.mlp_budget) for p in args.problems}
+    results: list[dict] = []
+    for problem in args.problems:
+        seeds = list(range(args.seeds if problem == "branin" else args.mlp_seeds))
+        for method in methods:
+            python = str(PEER_PYTHON) if method in PEER_METHODS else sys.executable
+            argv = [python, str(Path(__file__).resolve()), "--worker", "--problem", problem, "--method", method,
+                    "--seed-list", *map(str, seeds), "--budget", str(args.budget), "--mlp-budget",
+                    str(args.mlp_budget), "--workers", str(args.workers), "--mlp-workers", str(args.mlp_workers),
+                    "--trial-python", sys.executable]
+            print(f"{problem}: {method} over {len(seeds)} seeds", flush=True)
+            done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"{method} on {problem} failed (exit {done.returncode})")
+            results.extend(json.loads(done.stdout.strip().splitlines()[-1]))
+    png_note = []
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump({"results": results, "budgets": budgets, "methods": methods}, handle)
+    try:
+        import matplotlib  # noqa: F401
+        plotter = sys.executable
+    except ImportError:
+        plotter = str(PEER_PYTHON) if PEER_PYTHON.exists() else None
+    if plotter:
+        subprocess.run([plotter, str(Path(__file__).resolve()), "--plot-from", handle.name, "--png", str(args.png)],
+                       check=True)
+        relative = os.path.relpath(args.png, args.out.parent)
+        png_note = [f"![best loss against resource and wall time]({relative})", ""]
+    else:
+        png_note = ["(No plot: matplotlib is neither here nor in benchmarks/.venv-peers.)", ""]
+    os.unlink(handle.name)
+    body = ["## Search quality at equal budget (issue 6, part 4)", "", *head,
+            *__doc__.split("\n\n", 2)[2].splitlines(), "",
+            *png_note]
+    for problem in args.problems:
+        seeds = len({r["seed"] for r in results if r["problem"] == problem})
+        if problem == "branin":
+            body += [f"### Multi-fidelity Branin: {budgets[problem]} epochs per run, {args.workers} workers, {seeds} seeds",
+                     "", "Best loss so far minus Branin's minimum (0.397887), median and interquartile range over "
+                     "seeds, at shares of the budget; the last column is the true Branin regret of the config "
+                     "with the best loss (its full-fidelity quality).", ""]
+        else:
+            body += [f"### train_mlp.py on digits: {budgets[problem]} epochs per run, {args.mlp_workers} trials at a time, "
+                     f"{seeds} seeds", "", "Best 1 - validation accuracy so far, median and interquartile range over "
+                     "seeds; the last column is the wall time the run took to use the budget (process start-up "
+                     "included: most trials stop after an epoch or three).", ""]
+        body += table(results, problem, budgets[problem], methods) + [""]
+    write_section("search-quality", "\n".join(body), args.out)
+    if args.json:
+        args.json.write_text(json.dumps(results))
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
