@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -71,7 +72,8 @@ class Backend(ABC):
 
         Returns the handle to poll and cancel it by from now on, or None when the run left no trace
         (never started, or lost in a way the backend cannot follow). A backend that cannot adopt
-        ends the run and returns None; the driver then counts the attempt as lost.
+        (this default) ends the run with end_orphan and returns None; the driver then counts the
+        attempt as lost.
         """
         self.end_orphan(handle, tag)
         return None
@@ -120,6 +122,30 @@ def leads_group(pid: int) -> bool:
         return os.getpgid(pid) == pid
     except OSError:
         return False
+
+
+@dataclass
+class WatchedRun:
+    """A run started as a local process group (a trial, or the srun of a step) under record_exit.py."""
+
+    pid: int | None  # the wrapper; None: found ended (by its exit marker) when adopted
+    tag: str
+    exit_file: Path
+    process: subprocess.Popen[bytes] | None = None  # set when this driver started it
+    kill_at: float | None = None  # when SIGTERM turns into SIGKILL
+
+    def status(self) -> JobStatus:
+        """Its own child is waited for; an adopted run lives while its tagged pid does, then its marker tells."""
+        if self.process is not None:
+            code = self.process.poll()
+            return JobStatus(RUNNING) if code is None else JobStatus(EXITED, code)
+        if self.pid is not None and processes_tagged(self.tag, [self.pid]):
+            return JobStatus(RUNNING)
+        code = read_exit_marker(self.exit_file)
+        if code is not None:
+            return JobStatus(EXITED, code)
+        return JobStatus(EXITED, None, "the run ended while no driver watched it, leaving no exit status",
+                         resubmit=True)
 
 
 def processes_tagged(tag: str, candidates: list[int] | None = None) -> list[int]:

@@ -10,31 +10,18 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BackendError
-from .base import (EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, exit_marker, leads_group,
-                   processes_tagged, read_exit_marker, recording_exit)
-
-LOST = "the run ended while no driver watched it, leaving no exit status"
-
-
-@dataclass
-class _Run:
-    pid: int | None  # None: found ended (by its exit marker) when adopted
-    tag: str
-    exit_file: Path
-    process: subprocess.Popen[bytes] | None = None  # set when this driver started it
-    kill_at: float | None = None  # when SIGTERM turns into SIGKILL
-
+from .base import (EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, WatchedRun, exit_marker,
+                   leads_group, processes_tagged, read_exit_marker, recording_exit)
 
 class LocalBackend(Backend):
     name = "local"
 
     def __init__(self, kill_grace_s: float = 5.0) -> None:
         self.kill_grace_s = kill_grace_s
-        self.runs: dict[str, _Run] = {}
+        self.runs: dict[str, WatchedRun] = {}
 
     def submit(self, spec: LaunchSpec) -> str:
         env = dict(os.environ)
@@ -51,7 +38,7 @@ class LocalBackend(Backend):
         except OSError as exc:
             raise BackendError(f"cannot start trial {spec.trial_id}: {exc.strerror}") from None
         handle = str(process.pid)
-        self.runs[handle] = _Run(process.pid, spec.tag, exit_file, process)
+        self.runs[handle] = WatchedRun(process.pid, spec.tag, exit_file, process)
         return handle
 
     def adopt(self, handle: str | None, tag: str, trial_dir: Path) -> str | None:
@@ -60,12 +47,12 @@ class LocalBackend(Backend):
         exit_file = exit_marker(trial_dir, tag)
         if leaders:
             handle = str(leaders[0])
-            self.runs[handle] = _Run(leaders[0], tag, exit_file)
+            self.runs[handle] = WatchedRun(leaders[0], tag, exit_file)
             return handle
         # Looked for after the process: a run that is gone wrote its marker before it went.
         if read_exit_marker(exit_file) is not None or handle:
             handle = handle or f"ended:{tag}"
-            self.runs[handle] = _Run(None, tag, exit_file)
+            self.runs[handle] = WatchedRun(None, tag, exit_file)
             return handle
         return None
 
@@ -77,7 +64,7 @@ class LocalBackend(Backend):
             if run is None:
                 statuses[handle] = JobStatus(EXITED, None, "not started by this driver")
                 continue
-            status = self._status(run)
+            status = run.status()
             if status.state == RUNNING:
                 if run.kill_at is not None and now >= run.kill_at:
                     self._signal(run, signal.SIGKILL)
@@ -88,32 +75,15 @@ class LocalBackend(Backend):
             statuses[handle] = status
         return statuses
 
-    def _status(self, run: _Run) -> JobStatus:
-        if run.process is not None:
-            code = run.process.poll()
-            return JobStatus(RUNNING) if code is None else JobStatus(EXITED, code)
-        if run.pid is not None and processes_tagged(run.tag, [run.pid]):
-            return JobStatus(RUNNING)
-        code = read_exit_marker(run.exit_file)
-        if code is not None:
-            return JobStatus(EXITED, code)
-        return JobStatus(EXITED, None, LOST, resubmit=True)
-
     def cancel(self, handle: str) -> None:
         run = self.runs.get(handle)
-        if run is None or run.kill_at is not None or self._status(run).state == EXITED:
+        if run is None or run.kill_at is not None or run.status().state == EXITED:
             return
         self._signal(run, signal.SIGTERM)
         run.kill_at = time.monotonic() + self.kill_grace_s
 
-    def end_orphan(self, handle: str | None, tag: str) -> None:
-        """Kill the process group of a run left by a dead driver (found by the tag in its environment)."""
-        for pid in processes_tagged(tag, [int(handle)] if handle and handle.isdigit() else None):
-            if leads_group(pid):
-                _kill_group(pid, signal.SIGKILL)
-
     @staticmethod
-    def _signal(run: _Run, sig: signal.Signals) -> None:
+    def _signal(run: WatchedRun, sig: signal.Signals) -> None:
         # An adopted pid is signalled only while the tag proves it is still the run's.
         if run.pid is None or (run.process is None and not processes_tagged(run.tag, [run.pid])):
             return

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..config import ExperimentConfig, PbsSpec, SlurmSpec
 from ..errors import BackendError, ConfigError
-from .base import EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, processes_tagged
+from .base import EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, exit_marker, processes_tagged
 from .pbs_output import (ACTIVE_STATES, PbsCommandError, PbsJob, find_job, job_name, only_missing_jobs,
                          parse_nodefile, parse_qselect, parse_qstat_json, parse_qstat_text, parse_qsub_job_id,
                          run_pbs, status_of)
@@ -182,7 +182,7 @@ class PbsQsubBackend(Backend):
     def submit(self, spec: LaunchSpec) -> str:
         spec = replace(spec, nodes=self.settings.nodes_per_eval)
         name = job_name(spec.tag, self.settings.job_name_max)
-        exit_file = spec.trial_dir / f"{spec.tag}.exit"
+        exit_file = exit_marker(spec.trial_dir, spec.tag)
         env = trial_environment(self.settings.export, spec, dict(os.environ))
         script = spec.trial_dir / f"{spec.tag}.pbs"
         values = job_script_values(self.settings, spec, env, exit_file, name)
@@ -309,7 +309,7 @@ class PbsQsubBackend(Backend):
     def adopt(self, handle: str | None, tag: str, trial_dir: Path) -> str | None:
         """Follow a run a previous driver submitted: by its handle, or found by its name and tag."""
         name = job_name(tag, self.settings.job_name_max)
-        exit_file = trial_dir / f"{tag}.exit"
+        exit_file = exit_marker(trial_dir, tag)
         if handle is None:
             found = self._jobs_tagged(name, tag)
             if not found and read_exit_marker(exit_file) is None:
@@ -319,12 +319,6 @@ class PbsQsubBackend(Backend):
         if handle.startswith("ended-"):
             self.known[handle] = JobStatus(EXITED, read_exit_marker(exit_file))
         return handle
-
-    def end_orphan(self, handle: str | None, tag: str) -> None:
-        """qdel a run nobody watches: its handle if the job there carries the tag, else the jobs found by name."""
-        name = job_name(tag, self.settings.job_name_max)
-        for job_id in ([handle] if handle and self._carries(handle, tag) else self._jobs_tagged(name, tag)):
-            self._qdel(job_id, force=False)
 
     def _jobs_tagged(self, name: str, tag: str) -> list[str]:
         """This user's jobs of this name that carry the tag (a shortened name alone might be another's)."""

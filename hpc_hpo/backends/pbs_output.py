@@ -11,13 +11,12 @@ import hashlib
 import json
 import re
 import signal
-import subprocess
 from dataclasses import dataclass, field
 
 from ..errors import BackendError
+from .commands import CommandError, run_command
 from .base import EXITED, RUNNING, JobStatus
 
-COMMAND_TIMEOUT_S = 60.0
 
 # qstat's job states (qstat.1B). B: array begun; E: exiting after having run; F: finished;
 # H: held; M: moved to another server; Q: queued; R: running; S: suspended; T: being moved;
@@ -76,34 +75,9 @@ MISSING_JOB = re.compile(r"Unknown Job Id|Job has finished|job has finished|has 
 JOB_ID_PATTERN = re.compile(r"^\d+(\[\d*\])?(\.[A-Za-z0-9_.-]+)?$")
 
 
-class PbsCommandError(BackendError):
-    """A PBS command that failed, with everything needed to see why."""
-
-    def __init__(self, argv: list[str], code: int | None, stdout: str, stderr: str) -> None:
-        self.argv, self.code, self.stdout, self.stderr = argv, code, stdout, stderr
-        how = "timed out" if code is None else f"exited with {code}"
-        detail = (stderr.strip() or stdout.strip())[-500:]
-        super().__init__(f"`{' '.join(argv)}` {how}: {detail or '(no output)'}")
-
-
-def run_pbs(argv: list[str], env: dict[str, str] | None = None, timeout: float = COMMAND_TIMEOUT_S) -> str:
-    """Run one PBS command (argv, never a shell) and return its stdout; raise PbsCommandError otherwise."""
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        raise PbsCommandError(argv, None, _text(exc.stdout), _text(exc.stderr)) from None
-    except OSError as exc:
-        raise PbsCommandError(argv, 127, "", f"{argv[0]}: {exc.strerror}") from None
-    if done.returncode != 0:
-        raise PbsCommandError(argv, done.returncode, done.stdout, done.stderr)
-    return done.stdout
-
-
-def _text(data: bytes | str | None) -> str:
-    if isinstance(data, bytes):
-        return data.decode(errors="replace")
-    return data or ""
+# One runner for every batch system's commands; the PBS code calls it by these names.
+PbsCommandError = CommandError
+run_pbs = run_command
 
 
 def only_missing_jobs(stderr: str) -> bool:

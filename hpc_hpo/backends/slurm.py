@@ -24,13 +24,13 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ExperimentConfig, SlurmSpec
 from ..errors import BackendError, ConfigError
-from .base import (EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, exit_marker, leads_group,
-                   processes_tagged, read_exit_marker, recording_exit)
+from .base import (EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, WatchedRun, exit_marker,
+                   leads_group, processes_tagged, read_exit_marker, recording_exit)
 from .slurm_output import (ACTIVE_STATES, INVALID_JOB_ID, RESUBMIT_STATES, SACCT_FIELDS, SQUEUE_JOB_FORMAT,
                            SQUEUE_STEP_FORMAT, SlurmCommandError, SlurmRecord, latest_by_id, parse_sacct,
                            parse_sbatch_job_id, parse_squeue, run_slurm)
@@ -149,25 +149,8 @@ def status_of(record: SlurmRecord) -> JobStatus:
 
 
 @dataclass
-class _Step:
-    pid: int | None  # the wrapper around srun; None: found ended (by its exit marker) when adopted
-    tag: str
-    nodes: list[str]
-    exit_file: Path
-    process: subprocess.Popen[bytes] | None = None  # set when this driver started it
-    kill_at: float | None = None
-
-    def status(self) -> JobStatus:
-        if self.process is not None:
-            code = self.process.poll()
-            return JobStatus(RUNNING) if code is None else JobStatus(EXITED, code)
-        if self.pid is not None and processes_tagged(self.tag, [self.pid]):
-            return JobStatus(RUNNING)
-        code = read_exit_marker(self.exit_file)
-        if code is not None:
-            return JobStatus(EXITED, code)
-        return JobStatus(EXITED, None, "the step ended while no driver watched it, leaving no exit status",
-                         resubmit=True)
+class _Step(WatchedRun):
+    nodes: list[str] = field(default_factory=list)
 
 
 class SlurmStepsBackend(Backend):
@@ -206,7 +189,7 @@ class SlurmStepsBackend(Backend):
             self.free_nodes += nodes
             raise BackendError(f"cannot start trial {spec.trial_id}: srun: {exc.strerror}") from None
         handle = f"{self.job_id}:{process.pid}"
-        self.steps[handle] = _Step(process.pid, spec.tag, nodes, exit_file, process)
+        self.steps[handle] = _Step(process.pid, spec.tag, exit_file, process, nodes=nodes)
         return handle
 
     def adopt(self, handle: str | None, tag: str, trial_dir: Path) -> str | None:
@@ -222,11 +205,11 @@ class SlurmStepsBackend(Backend):
         if leaders:
             self.free_nodes = [n for n in self.free_nodes if n not in nodes]
             handle = f"{self.job_id}:{leaders[0]}"
-            self.steps[handle] = _Step(leaders[0], tag, nodes, exit_file)
+            self.steps[handle] = _Step(leaders[0], tag, exit_file, nodes=nodes)
             return handle
         if read_exit_marker(exit_file) is not None or handle:
             handle = handle or f"{self.job_id}:ended-{tag}"
-            self.steps[handle] = _Step(None, tag, [], exit_file)
+            self.steps[handle] = _Step(None, tag, exit_file)
             return handle
         self._scancel_steps(tag)  # its srun is not on this host: nothing here can follow it
         return None
@@ -259,12 +242,6 @@ class SlurmStepsBackend(Backend):
         if not self._scancel_steps(step.tag) and step.pid is not None:
             # Not registered with slurmctld yet (or already ending): srun forwards SIGTERM to its tasks.
             _signal_group(step.pid, signal.SIGTERM)
-
-    def end_orphan(self, handle: str | None, tag: str) -> None:
-        self._scancel_steps(tag)
-        for pid in processes_tagged(tag):
-            if leads_group(pid):
-                _signal_group(pid, signal.SIGKILL)
 
     def shutdown(self) -> None:
         for step in self.steps.values():
@@ -493,13 +470,6 @@ class SlurmBatchBackend(Backend):
                 return None
         self.jobs[handle] = _Job(tag, exit_file, time.monotonic())
         return handle
-
-    def end_orphan(self, handle: str | None, tag: str) -> None:
-        # By name, and only this user's: a recycled job id never hits someone else's job.
-        try:
-            run_slurm(["scancel", f"--name={tag}", f"--user={self.user}"])
-        except SlurmCommandError as exc:
-            log.warning("cannot cancel the jobs named %s: %s", tag, exc)
 
     def _accounted_jobs_named(self, tag: str) -> list[str]:
         """Jobs of this name that already left squeue (ended while no driver watched), newest last."""

@@ -5,12 +5,11 @@ state the driver must tell apart) without a cluster.
 """
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 
 from ..errors import BackendError
+from .commands import CommandError, run_command
 
-COMMAND_TIMEOUT_S = 60.0
 SEPARATOR = "|"
 
 # Job and step states, grouped by what the driver does about them (squeue/sacct man pages).
@@ -22,34 +21,9 @@ RESUBMIT_STATES = frozenset({"PREEMPTED", "NODE_FAIL", "TIMEOUT", "BOOT_FAIL", "
 INVALID_JOB_ID = "Invalid job id specified"
 
 
-class SlurmCommandError(BackendError):
-    """A Slurm command that failed, with everything needed to see why."""
-
-    def __init__(self, argv: list[str], code: int | None, stdout: str, stderr: str) -> None:
-        self.argv, self.code, self.stdout, self.stderr = argv, code, stdout, stderr
-        how = "timed out" if code is None else f"exited with {code}"
-        detail = (stderr.strip() or stdout.strip())[-500:]
-        super().__init__(f"`{' '.join(argv)}` {how}: {detail or '(no output)'}")
-
-
-def run_slurm(argv: list[str], env: dict[str, str] | None = None, timeout: float = COMMAND_TIMEOUT_S) -> str:
-    """Run one Slurm command (argv, never a shell) and return its stdout; raise SlurmCommandError otherwise."""
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        raise SlurmCommandError(argv, None, _text(exc.stdout), _text(exc.stderr)) from None
-    except OSError as exc:
-        raise SlurmCommandError(argv, 127, "", f"{argv[0]}: {exc.strerror}") from None
-    if done.returncode != 0:
-        raise SlurmCommandError(argv, done.returncode, done.stdout, done.stderr)
-    return done.stdout
-
-
-def _text(data: bytes | str | None) -> str:
-    if isinstance(data, bytes):
-        return data.decode(errors="replace")
-    return data or ""
+# One runner for every batch system's commands; the Slurm code calls it by these names.
+SlurmCommandError = CommandError
+run_slurm = run_command
 
 
 # --------------------------------------------------------------------------- parsers
