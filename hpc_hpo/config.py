@@ -650,7 +650,7 @@ def _slurm(value: Any) -> SlurmSpec:
                                 "must be a Slurm time limit: minutes, MM:SS, HH:MM:SS, D-HH or D-HH:MM:SS"),
         template=None if template is None else Path(template).absolute(),
         nodes_flag=_flag(section.get("nodes_flag", None), section.key("nodes_flag")),
-        export=_export(section.get("export", list(DEFAULT_SLURM_EXPORT)), section.key("export")),
+        export=_export(section.get("export", list(DEFAULT_SLURM_EXPORT)), section.key("export"), DEFAULT_SLURM_EXPORT),
         squeue_interval=float(section.number("squeue_interval", 10, positive=True)))
 
 
@@ -687,7 +687,7 @@ def _pbs(value: Any) -> PbsSpec:
         launch_args=_pbs_args(section, "launch_args", frozenset(), "['--ppn', '4', '--cpu-bind', 'core']"),
         qsub_args=_pbs_args(section, "qsub_args", QSUB_VALUE_OPTIONS, "['-l', 'mem=8gb', '-W', 'group_list=hpo']"),
         nodes_flag=_flag(section.get("nodes_flag", None), section.key("nodes_flag")),
-        export=_pbs_export(section.get("export", list(DEFAULT_PBS_EXPORT)), section.key("export")),
+        export=_export(section.get("export", list(DEFAULT_PBS_EXPORT)), section.key("export"), DEFAULT_PBS_EXPORT),
         qstat_interval=float(section.number("qstat_interval", 10, positive=True)),
         qstat_format=section.choice("qstat_format", PBS_QSTAT_FORMATS, "json"), job_name_max=name_max,
         lost_after=parse_duration(section.get("lost_after", 300), section.key("lost_after")))
@@ -743,15 +743,6 @@ def _pbs_args(section: Section, name: str, value_options: frozenset[str], exampl
     return tuple(value)
 
 
-def _pbs_export(value: Any, key: str) -> tuple[str, ...]:
-    if value == "ALL" or value == ["ALL"]:
-        return ("ALL",)
-    if not isinstance(value, list) or not all(isinstance(v, str) and ENV_NAME_PATTERN.match(v) for v in value):
-        raise ConfigError(key, value, "must be a list of environment variable names, or ALL",
-                          f"the default is {list(DEFAULT_PBS_EXPORT)}")
-    return tuple(value)
-
-
 def _has_control(text: str) -> bool:
     return any(ord(c) < 32 or ord(c) == 127 for c in text)
 
@@ -775,12 +766,13 @@ def _slurm_args(section: Section, name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _export(value: Any, key: str) -> tuple[str, ...]:
+def _export(value: Any, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """The variables of the driver's environment a batch trial gets (Slurm and PBS alike), or ALL."""
     if value == "ALL" or value == ["ALL"]:
         return ("ALL",)
     if not isinstance(value, list) or not all(isinstance(v, str) and ENV_NAME_PATTERN.match(v) for v in value):
         raise ConfigError(key, value, "must be a list of environment variable names, or ALL",
-                          f"the default is {list(DEFAULT_SLURM_EXPORT)}")
+                          f"the default is {list(default)}")
     return tuple(value)
 
 
