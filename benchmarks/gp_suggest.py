@@ -24,6 +24,9 @@ from pathlib import Path
 import numpy as np
 import scipy
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import load_average, machine  # noqa: E402
+
 from hpc_hpo.searchers.bayesopt import BayesOptSearcher
 from hpc_hpo.space import Param, Space, Uniform
 
@@ -66,26 +69,6 @@ def seconds(searcher: BayesOptSearcher, repeats: int) -> tuple[float, float]:
         searcher.suggest(_NEVER + 1 + r)
         times.append(time.perf_counter() - start)
     return statistics.median(times), min(times)
-
-
-def load_average() -> str:
-    loadavg = Path("/proc/loadavg")
-    return " ".join(loadavg.read_text().split()[:3]) if loadavg.exists() else "unknown"
-
-
-def machine() -> str:
-    memory = "unknown memory"
-    meminfo = Path("/proc/meminfo")
-    if meminfo.exists():
-        total_kb = int(meminfo.read_text().split("MemTotal:")[1].split()[0])
-        memory = f"{total_kb / 2**20:.1f} GiB RAM"
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        model = names[0] if names else model
-    return f"{os.cpu_count()} cores ({model}), {memory}, {platform.system()} {platform.release()}"
 
 
 def main() -> None:

@@ -36,6 +36,9 @@ from pathlib import Path
 import numpy as np
 import sortedcontainers
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import load_average, machine  # noqa: E402
+
 from hpc_hpo.schedulers import PromotionAsha, StoppingAsha, rung_levels
 from hpc_hpo.schedulers.base import Decision, Resume, Scheduler, StartNew
 
@@ -139,26 +142,6 @@ def growth(means: dict[str, dict[int, tuple[float, float]]]) -> list[str]:
                      f"{math.log(large) / math.log(small):.2f}x) the mean per report grows {report:.2f}x and "
                      f"per look-up {lookup:.2f}x.")
     return lines
-
-
-def load_average() -> str:
-    loadavg = Path("/proc/loadavg")
-    return " ".join(loadavg.read_text().split()[:3]) if loadavg.exists() else "unknown"
-
-
-def machine() -> str:
-    memory = "unknown memory"
-    meminfo = Path("/proc/meminfo")
-    if meminfo.exists():
-        total_kb = int(meminfo.read_text().split("MemTotal:")[1].split()[0])
-        memory = f"{total_kb / 2**20:.1f} GiB RAM"
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        model = names[0] if names else model
-    return f"{os.cpu_count()} cores ({model}), {memory}, {platform.system()} {platform.release()}"
 
 
 def checkpoints(trials: int) -> list[int]:
