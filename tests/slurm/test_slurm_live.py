@@ -70,7 +70,9 @@ def test_steps_under_salloc_cancel_losers_and_complete_survivors(tmp_path: Path,
 def test_steps_under_the_driver_batch_template(tmp_path: Path) -> None:
     path = write_config(tmp_path, asha_config(tmp_path, {"mode": "auto"}))
     env_script = hpc_hpo_command(tmp_path)
-    done = run(["sbatch", "--wait", f"--export=ALL,HPC_HPO={env_script}", "--time=10:00",
+    # --time well above driver.sbatch's USR1@600: with less, the "allocation ends soon" warning is due at once
+    # and arrives whenever slurmctld next checks, stopping the driver mid-test.
+    done = run(["sbatch", "--wait", f"--export=ALL,HPC_HPO={env_script}", "--time=30:00",
                 str(REPO / "slurm_templates" / "driver.sbatch"), str(path)], tmp_path)
     outputs = list(tmp_path.glob("hpc-hpo-driver-*.out"))
     log = outputs[0].read_text() if outputs else "(no driver output file)"
