@@ -30,16 +30,15 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..config import ExperimentConfig, PbsSpec, SlurmSpec
+from ..config import ExperimentConfig, PbsSpec
 from ..errors import BackendError, ConfigError
-from .base import EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, exit_marker, processes_tagged
+from .base import (EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, exit_marker, processes_tagged,
+                   read_exit_marker)
+from .batch import (TEMPLATE_FIELDS, PollClock, program_argv, render_trial_script, script_argv, template_values,
+                    trial_environment)
 from .pbs_output import (ACTIVE_STATES, PbsCommandError, PbsJob, find_job, job_name, only_missing_jobs,
                          parse_nodefile, parse_qselect, parse_qstat_json, parse_qstat_text, parse_qsub_job_id,
                          run_pbs, status_of)
-# The job-script machinery is the Slurm backend's: the same placeholders, quoting and exit marker.
-# _SqueueClock is its poll pacing (every interval, sooner after a cancel, backing off on failures).
-from .slurm import TEMPLATE_FIELDS, _SqueueClock, program_argv, read_exit_marker, render_trial_script, \
-    script_values, trial_environment
 
 log = logging.getLogger("hpc_hpo")
 
@@ -124,17 +123,11 @@ def qsub_argv(settings: PbsSpec, spec: LaunchSpec, name: str, script: Path) -> l
 
 def job_script_values(settings: PbsSpec, spec: LaunchSpec, env: dict[str, str], exit_file: Path,
                       name: str) -> dict[str, str]:
-    """The template's values, quoted for bash by the Slurm backend's script_values (its srun line is
-    replaced by ours: the program, or its launcher, with output into the trial's files)."""
-    values = script_values(SlurmSpec(nodes_flag=settings.nodes_flag), spec, env, exit_file)
-    argv = trial_argv(settings, spec, None, env)
-    for item in argv:
-        if "\0" in item or "\n" in item:
-            raise BackendError(f"trial {spec.trial_id}: argument {item!r} holds a newline or NUL byte")
-    values["command"] = (f"{shlex.join(argv)} < /dev/null >> {shlex.quote(str(spec.stdout))} "
-                         f"2>> {shlex.quote(str(spec.stderr))}")
-    values["job_name"] = name
-    return values
+    """The template's values, quoted for bash: the command is the program (or its launcher), with
+    output into the trial's files; the job name is the tag, shortened to the server's limit."""
+    command = (f"{script_argv(trial_argv(settings, spec, None, env), spec.trial_id)} < /dev/null "
+               f">> {shlex.quote(str(spec.stdout))} 2>> {shlex.quote(str(spec.stderr))}")
+    return template_values(spec, env, exit_file, command, name)
 
 
 # --------------------------------------------------------------------------- qsub mode
@@ -169,7 +162,7 @@ class PbsQsubBackend(Backend):
             launcher_argv(settings, None, {})  # raises: host placeholders cannot be filled in a job script
         self.jobs: dict[str, _Job] = {}
         self.known: dict[str, JobStatus] = {}
-        self.clock = _SqueueClock(settings.qstat_interval)
+        self.clock = PollClock(settings.qstat_interval)
         self.json = settings.qstat_format == "json"
         self.user = getpass.getuser()
 

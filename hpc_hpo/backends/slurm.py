@@ -19,7 +19,6 @@ import getpass
 import logging
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -29,16 +28,16 @@ from pathlib import Path
 
 from ..config import ExperimentConfig, SlurmSpec
 from ..errors import BackendError, ConfigError
-from .base import (EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, WatchedRun, exit_marker,
-                   leads_group, processes_tagged, read_exit_marker, recording_exit)
+from .base import (EXITED, RUNNING, Backend, JobStatus, LaunchSpec, WatchedRun, exit_marker, leads_group,
+                   processes_tagged, read_exit_marker, recording_exit)
+from .batch import (TEMPLATE_FIELDS, PollClock, program_argv, read_nodes, render_trial_script, script_argv,
+                    template_values, trial_environment, write_nodes)
 from .slurm_output import (ACTIVE_STATES, INVALID_JOB_ID, RESUBMIT_STATES, SACCT_FIELDS, SQUEUE_JOB_FORMAT,
                            SQUEUE_STEP_FORMAT, SlurmCommandError, SlurmRecord, latest_by_id, parse_sacct,
                            parse_sbatch_job_id, parse_squeue, run_slurm)
 
 log = logging.getLogger("hpc_hpo")
 
-TEMPLATE_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
-TEMPLATE_FIELDS = ("environment", "workdir", "command", "exit_file", "job_name", "trial_dir")
 # Options that say how many tasks a step has; when launch_args carry one, ours steps aside.
 TASK_COUNT_OPTIONS = ("-n", "--ntasks", "--ntasks-per-node", "--ntasks-per-gpu", "--ntasks-per-socket")
 # After this long missing from squeue and sacct alike, with no exit marker, a job counts as lost.
@@ -54,29 +53,12 @@ def default_template() -> Path:
 # --------------------------------------------------------------------------- pure helpers
 
 
-def trial_environment(export: tuple[str, ...], spec: LaunchSpec, source: dict[str, str]) -> dict[str, str]:
-    """The environment a trial gets: the listed variables of the driver's (or ALL), then the trial's own."""
-    env = dict(source) if export == ("ALL",) else {name: source[name] for name in export if name in source}
-    env.update(spec.env)
-    env[RUN_TAG_ENV] = spec.tag
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
-
-
 def task_options(nodes: int, launch_args: tuple[str, ...]) -> list[str]:
     """One task per node unless the user's launch_args say how many tasks."""
     for arg in launch_args:
         if arg.split("=", 1)[0] in TASK_COUNT_OPTIONS or re.fullmatch(r"-n\d+", arg):
             return [f"--nodes={nodes}"]
     return [f"--nodes={nodes}", f"--ntasks={nodes}"]
-
-
-def program_argv(spec: LaunchSpec, nodes_flag: str | None) -> list[str]:
-    """The trial's command, with the node count appended when the config asks for it (CrayAI's flag)."""
-    argv = list(spec.argv)
-    if nodes_flag:
-        argv += [f"{nodes_flag}{spec.nodes}"] if nodes_flag.endswith("=") else [nodes_flag, str(spec.nodes)]
-    return argv
 
 
 def srun_step_argv(settings: SlurmSpec, job_id: str, nodes: list[str], spec: LaunchSpec) -> list[str]:
@@ -98,35 +80,13 @@ def sbatch_argv(settings: SlurmSpec, spec: LaunchSpec, script: Path) -> list[str
     return argv + list(settings.alloc_args) + [str(script)]
 
 
-def render_trial_script(template: str, values: dict[str, str], where: str = "template") -> str:
-    """Fill the template's {{ placeholders }}; an unknown one is an error, so is a missing {{ command }}."""
-    if not TEMPLATE_PLACEHOLDER.search(template) or "command" not in TEMPLATE_PLACEHOLDER.findall(template):
-        raise BackendError(f"{where} has no {{{{ command }}}} placeholder: the trial would never run")
-
-    def fill(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in values:
-            raise BackendError(f"{where} uses {{{{ {name} }}}}, which is not known; "
-                               f"placeholders are: {', '.join(TEMPLATE_FIELDS)}")
-        return values[name]
-    return TEMPLATE_PLACEHOLDER.sub(fill, template)
-
-
 def script_values(settings: SlurmSpec, spec: LaunchSpec, env: dict[str, str], exit_file: Path) -> dict[str, str]:
-    """Every value quoted for bash: nothing from a config or a hyperparameter is read as shell code."""
-    for name, value in env.items():
-        if "\0" in value or "\n" in value:
-            raise BackendError(f"environment variable {name} holds a newline or NUL byte; it cannot enter a job script")
-    exports = "\n".join(f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items()))
+    """The template's values (quoted for bash by template_values), the command an srun of the whole job."""
     # --export=ALL: sbatch --export=NONE sets SLURM_EXPORT_ENV=NONE, which srun would otherwise inherit.
     step = ["srun", "--export=ALL", *task_options(spec.nodes, settings.launch_args), "--input=none",
             f"--output={spec.stdout}", f"--error={spec.stderr}", *settings.launch_args,
             *program_argv(spec, settings.nodes_flag)]
-    for item in step:
-        if "\0" in item or "\n" in item:
-            raise BackendError(f"trial {spec.trial_id}: argument {item!r} holds a newline or NUL byte")
-    return {"environment": exports, "workdir": shlex.quote(str(spec.cwd)), "command": shlex.join(step),
-            "exit_file": shlex.quote(str(exit_file)), "job_name": spec.tag, "trial_dir": shlex.quote(str(spec.trial_dir))}
+    return template_values(spec, env, exit_file, script_argv(step, spec.trial_id))
 
 
 def status_of(record: SlurmRecord) -> JobStatus:
@@ -178,7 +138,7 @@ class SlurmStepsBackend(Backend):
         nodes, self.free_nodes = self.free_nodes[:spec.nodes], self.free_nodes[spec.nodes:]
         exit_file = exit_marker(spec.trial_dir, spec.tag)
         # Which nodes the run holds, for a driver that re-adopts it after a restart.
-        _nodes_file(spec.trial_dir, spec.tag).write_text(" ".join(nodes) + "\n", encoding="utf-8")
+        write_nodes(spec.trial_dir, spec.tag, nodes)
         argv = recording_exit(exit_file, srun_step_argv(self.settings, self.job_id, nodes, spec))
         env = trial_environment(self.settings.export, spec, dict(os.environ))
         try:
@@ -201,7 +161,7 @@ class SlurmStepsBackend(Backend):
         exit_file = exit_marker(trial_dir, tag)
         candidates = [int(pid_text)] if pid_text.isdigit() else None
         leaders = [pid for pid in processes_tagged(tag, candidates) if leads_group(pid)]
-        nodes = [n for n in _read_nodes(trial_dir, tag) if n in self.free_nodes]
+        nodes = [n for n in read_nodes(trial_dir, tag) if n in self.free_nodes]
         if leaders:
             self.free_nodes = [n for n in self.free_nodes if n not in nodes]
             handle = f"{self.job_id}:{leaders[0]}"
@@ -273,17 +233,6 @@ class SlurmStepsBackend(Backend):
         return bool(step_ids)
 
 
-def _nodes_file(trial_dir: Path, tag: str) -> Path:
-    return trial_dir / f"{tag}.nodes"
-
-
-def _read_nodes(trial_dir: Path, tag: str) -> list[str]:
-    try:
-        return _nodes_file(trial_dir, tag).read_text(encoding="utf-8").split()
-    except OSError:
-        return []
-
-
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pid, sig)
@@ -302,25 +251,6 @@ class _Job:
     missing_since: float | None = None
 
 
-@dataclass
-class _SqueueClock:
-    """When to ask squeue next: every interval, sooner after a cancel, backing off while it fails."""
-
-    interval: float
-    next_at: float = 0.0
-    failures: int = 0
-
-    def due(self, now: float) -> bool:
-        return now >= self.next_at
-
-    def done(self, now: float, ok: bool) -> None:
-        self.failures = 0 if ok else self.failures + 1
-        self.next_at = now + min(self.interval * 2 ** self.failures, 300.0)
-
-    def soon(self, now: float) -> None:
-        self.next_at = min(self.next_at, now + 1.0)
-
-
 class SlurmBatchBackend(Backend):
     """Each trial one sbatch job rendered from a template."""
 
@@ -337,7 +267,7 @@ class SlurmBatchBackend(Backend):
                               "execution.slurm.template at your copy") from None
         render_trial_script(self.template, {name: "" for name in TEMPLATE_FIELDS}, str(self.template_path))
         self.jobs: dict[str, _Job] = {}
-        self.clock = _SqueueClock(settings.squeue_interval)
+        self.clock = PollClock(settings.squeue_interval)
         self.known: dict[str, JobStatus] = {}
         self.user = getpass.getuser()
 

@@ -1,0 +1,117 @@
+"""What the batch-system backends (Slurm and PBS) share: the trial's environment and command, the
+job-script template and its quoted values, poll pacing, and the record of the nodes a run holds.
+
+Nothing here talks to a batch system: these are the pieces both backends would otherwise copy.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BackendError
+from .base import RUN_TAG_ENV, LaunchSpec
+
+TEMPLATE_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+TEMPLATE_FIELDS = ("environment", "workdir", "command", "exit_file", "job_name", "trial_dir")
+# Poll pacing never waits longer than this between two looks, however often the command failed.
+MAX_POLL_BACKOFF_S = 300.0
+
+
+def trial_environment(export: tuple[str, ...], spec: LaunchSpec, source: dict[str, str]) -> dict[str, str]:
+    """The environment a trial gets: the listed variables of the driver's (or ALL), then the trial's own."""
+    env = dict(source) if export == ("ALL",) else {name: source[name] for name in export if name in source}
+    env.update(spec.env)
+    env[RUN_TAG_ENV] = spec.tag
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def program_argv(spec: LaunchSpec, nodes_flag: str | None) -> list[str]:
+    """The trial's command, with the node count appended when the config asks for it (CrayAI's flag)."""
+    argv = list(spec.argv)
+    if nodes_flag:
+        argv += [f"{nodes_flag}{spec.nodes}"] if nodes_flag.endswith("=") else [nodes_flag, str(spec.nodes)]
+    return argv
+
+
+# --------------------------------------------------------------------------- job scripts
+
+
+def render_trial_script(template: str, values: dict[str, str], where: str = "template") -> str:
+    """Fill the template's {{ placeholders }}; an unknown one is an error, so is a missing {{ command }}."""
+    if not TEMPLATE_PLACEHOLDER.search(template) or "command" not in TEMPLATE_PLACEHOLDER.findall(template):
+        raise BackendError(f"{where} has no {{{{ command }}}} placeholder: the trial would never run")
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise BackendError(f"{where} uses {{{{ {name} }}}}, which is not known; "
+                               f"placeholders are: {', '.join(TEMPLATE_FIELDS)}")
+        return values[name]
+    return TEMPLATE_PLACEHOLDER.sub(fill, template)
+
+
+def script_argv(argv: list[str], trial_id: str) -> str:
+    """argv as one line of bash: every item quoted; one that no script line can hold is refused."""
+    for item in argv:
+        if "\0" in item or "\n" in item:
+            raise BackendError(f"trial {trial_id}: argument {item!r} holds a newline or NUL byte")
+    return shlex.join(argv)
+
+
+def template_values(spec: LaunchSpec, env: dict[str, str], exit_file: Path, command: str,
+                    job_name: str | None = None) -> dict[str, str]:
+    """Every value of a trial template quoted for bash: nothing from a config or a hyperparameter is
+    read as shell code. `command` is a line the caller built (with script_argv); the job name is the
+    tag unless the batch system needs a shorter one."""
+    for name, value in env.items():
+        if "\0" in value or "\n" in value:
+            raise BackendError(f"environment variable {name} holds a newline or NUL byte; it cannot enter a job script")
+    exports = "\n".join(f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items()))
+    return {"environment": exports, "workdir": shlex.quote(str(spec.cwd)), "command": command,
+            "exit_file": shlex.quote(str(exit_file)), "job_name": job_name or spec.tag,
+            "trial_dir": shlex.quote(str(spec.trial_dir))}
+
+
+# --------------------------------------------------------------------------- polling
+
+
+@dataclass
+class PollClock:
+    """When to ask the batch system (squeue, qstat) next: every interval, sooner after a cancel, backing
+    off while it fails, so a struggling controller is not hammered by every driver."""
+
+    interval: float
+    next_at: float = 0.0
+    failures: int = 0
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_at
+
+    def done(self, now: float, ok: bool) -> None:
+        self.failures = 0 if ok else self.failures + 1
+        self.next_at = now + min(self.interval * 2 ** self.failures, MAX_POLL_BACKOFF_S)
+
+    def soon(self, now: float) -> None:
+        self.next_at = min(self.next_at, now + 1.0)
+
+
+# --------------------------------------------------------------------------- runs inside an allocation
+
+
+def nodes_file(trial_dir: Path, tag: str) -> Path:
+    """Which nodes (hosts) a run inside an allocation holds: a restarted driver keeps them out of the free pool."""
+    return trial_dir / f"{tag}.nodes"
+
+
+def write_nodes(trial_dir: Path, tag: str, nodes: list[str]) -> None:
+    nodes_file(trial_dir, tag).write_text(" ".join(nodes) + "\n", encoding="utf-8")
+
+
+def read_nodes(trial_dir: Path, tag: str) -> list[str]:
+    try:
+        return nodes_file(trial_dir, tag).read_text(encoding="utf-8").split()
+    except OSError:
+        return []
