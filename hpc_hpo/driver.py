@@ -374,7 +374,7 @@ class Driver:
         spec = LaunchSpec(trial_id=trial.trial_id, argv=self._argv(trial, plan.target, resume_from),
                           cwd=Path.cwd(), trial_dir=trial_dir, env=self._env(trial, plan.target, resume_from),
                           tag=self._run_tag(trial.trial_id, trial.runs + 1),
-                          nodes=self.config.execution.slurm.nodes_per_eval)
+                          nodes=self.backend.nodes_per_eval)
         handle = self.backend.submit(spec)
         # Journaled at once, not with the next sweep: a driver killed now must find this handle.
         started = make_event("trial_started", trial.trial_id, handle=handle, backend=self.backend.name,

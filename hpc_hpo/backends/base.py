@@ -54,6 +54,9 @@ class JobStatus:
 
 class Backend(ABC):
     name: str = "backend"
+    # Nodes (hosts) each trial run gets, from this backend's own settings (execution.slurm or
+    # execution.pbs): the driver puts it in every LaunchSpec and reads no batch system's section itself.
+    nodes_per_eval: int = 1
 
     @abstractmethod
     def submit(self, spec: LaunchSpec) -> str:

@@ -120,6 +120,7 @@ class SlurmStepsBackend(Backend):
 
     def __init__(self, settings: SlurmSpec, job_id: str, nodes: list[str], kill_grace_s: float) -> None:
         self.settings, self.job_id, self.kill_grace_s = settings, job_id, kill_grace_s
+        self.nodes_per_eval = settings.nodes_per_eval
         self.free_nodes = list(nodes)
         self.all_nodes = list(nodes)
         self.steps: dict[str, _Step] = {}
@@ -258,6 +259,7 @@ class SlurmBatchBackend(Backend):
 
     def __init__(self, settings: SlurmSpec, kill_grace_s: float) -> None:
         self.settings = settings
+        self.nodes_per_eval = settings.nodes_per_eval
         self.template_path = settings.template or default_template()
         try:
             self.template = self.template_path.read_text(encoding="utf-8")
