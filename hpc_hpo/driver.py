@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from .backends import EXITED, Backend, LaunchSpec
 from .config import ExperimentConfig
@@ -93,7 +93,7 @@ class Driver:
             self.lease.release()
 
     def _run_holding_lease(self, resumed: bool) -> ExperimentState:
-        self._replay(self.journal.read())
+        self._replay(self.journal.iter())
         if self.state.finished:
             self.progress.say(f"experiment {self.config.name} already ended ({self.state.ended})")
             return self.state
@@ -476,7 +476,7 @@ class Driver:
                        f"cancelled. {'Free some space (or quota) there, then r' if full else 'R'}un the same command "
                        "again to resume: nothing the journal recorded is lost") from None
 
-    def _replay(self, events: list[dict[str, Any]]) -> None:
+    def _replay(self, events: Iterable[dict[str, Any]]) -> None:
         """Rebuild state, scheduler and searcher from the journal by making the same calls in the same order."""
         for event in events:
             self.state.apply(event)

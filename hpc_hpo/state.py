@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .journal import read_events
+from .journal import iter_events
 
 # Trial states. A trial whose stop/complete decision is taken keeps that state when its process ends.
 PENDING, RUNNING, PAUSED = "pending", "running", "paused"
@@ -14,7 +14,7 @@ STOPPED, COMPLETED, FINISHED, FAILED, CANCELLED = "stopped", "completed", "finis
 ENDED_STATES = (STOPPED, COMPLETED, FINISHED, FAILED, CANCELLED)
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a long experiment keeps many of these
 class TrialState:
     trial_id: str
     index: int
@@ -38,7 +38,7 @@ class TrialState:
     failures: int = 0  # runs that failed and were retried
 
 
-@dataclass
+@dataclass(slots=True)
 class ReportRow:
     trial_id: str
     resource: float
@@ -174,4 +174,4 @@ def fold(events: Iterable[dict[str, Any]]) -> ExperimentState:
 
 
 def load_state(experiment_dir: Path) -> ExperimentState:
-    return fold(read_events(experiment_dir / "journal.jsonl"))
+    return fold(iter_events(experiment_dir / "journal.jsonl"))

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from hpc_hpo.errors import HpoError
-from hpc_hpo.journal import FORMAT_VERSION, Journal, make_event, read_events
+from hpc_hpo import journal as journal_module
+from hpc_hpo.journal import FORMAT_VERSION, BlockingFlock, Journal, iter_events, make_event, read_events
 from hpc_hpo.state import (COMPLETED, FAILED, FINISHED, RUNNING, STOPPED, ExperimentState, ReportRow,
                            fold)
 
@@ -122,6 +123,73 @@ def test_unicode_and_nested_values_round_trip(tmp_path):
     event = make_event("trial_created", "0000", index=0, config={"name": "ünï ✓", "layers": [1, 2]})
     journal.append([event])
     assert journal.read() == [event]
+
+
+def test_streamed_reading_across_chunk_boundaries_gives_the_same_events(tmp_path, monkeypatch):
+    """Lines cut by a chunk boundary, damaged lines and a torn tail read the same in 7-byte chunks."""
+    journal = Journal(tmp_path)
+    events = [make_event("report", f"{i:04d}", resource=i, value=i / 3, pad="ü" * (i % 5)) for i in range(40)]
+    journal.append(events[:20])
+    path = tmp_path / "journal.jsonl"
+    with open(path, "ab") as handle:
+        handle.write(b"garbage\n\0\0\n")
+    journal.append(events[20:])
+    with open(path, "ab") as handle:
+        handle.write(b'{"v":1,"type":"report","trial_id":"9999"')  # torn: no newline yet
+    whole = read_events(path)
+    monkeypatch.setattr(journal_module, "READ_CHUNK", 7)
+    assert list(iter_events(path)) == whole == events
+
+
+def test_a_reader_stops_at_the_size_the_journal_had_when_it_opened(tmp_path):
+    journal = Journal(tmp_path)
+    journal.append([make_event("a"), make_event("b")])
+    reader = iter_events(tmp_path / "journal.jsonl")
+    first = next(reader)
+    journal.append([make_event("c")])
+    assert [first["type"]] + [e["type"] for e in reader] == ["a", "b"]
+    assert [e["type"] for e in journal.iter()] == ["a", "b", "c"]
+
+
+def test_streamed_reading_of_a_missing_journal_fails_at_the_call(tmp_path):
+    with pytest.raises(HpoError, match="no journal"):
+        iter_events(tmp_path / "journal.jsonl")
+
+
+def test_append_syncs_to_disk_after_releasing_the_lock(tmp_path, monkeypatch):
+    """Concurrent writers then commit together instead of queueing behind each other's fsync."""
+    journal = Journal(tmp_path)
+    held_at_fsync = []
+    monkeypatch.setattr(journal_module.os, "fsync", lambda fd: held_at_fsync.append(journal.lock.is_locked))
+    journal.append([make_event("a")])
+    assert held_at_fsync == [False]
+    assert [e["type"] for e in journal.read()] == ["a"]
+
+
+def _hold_then_note(lock_path: str, note: str) -> None:
+    Path(note + ".asking").touch()
+    with BlockingFlock(Path(lock_path)):
+        Path(note).write_text("got it")
+
+
+def test_the_lock_makes_another_process_wait_until_released_and_is_reentrant(tmp_path):
+    lock = BlockingFlock(tmp_path / "journal.lock")
+    note = tmp_path / "note"
+    with lock:
+        with lock:  # re-entrant in one object: no self-deadlock
+            assert lock.is_locked
+        assert lock.is_locked
+        ctx = multiprocessing.get_context("spawn")
+        waiter = ctx.Process(target=_hold_then_note, args=(str(tmp_path / "journal.lock"), str(note)))
+        waiter.start()
+        deadline = time.monotonic() + 60
+        while not Path(str(note) + ".asking").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # the waiter asked for the lock; it must still be waiting
+        assert not note.exists(), "the other process got the lock while it was held"
+    assert not lock.is_locked
+    waiter.join(timeout=60)
+    assert waiter.exitcode == 0 and note.read_text() == "got it"
 
 
 # --------------------------------------------------------------------------- concurrent appends
