@@ -1,6 +1,11 @@
 """`hpc_hpo.tune(fn, params, ...)`: tune a Python function instead of a program, as Ray Tune and
 Syne Tune offer. The arguments are the sections of an experiment YAML file, validated by the same
 rules; each trial calls `fn(config)` in its own process (submitit), locally or as a Slurm job.
+
+PBS is not among them: submitit has no PBS executor, and quietly running the trials as processes
+on the driver's machine instead (a login node, or the first host of a PBS job while the other hosts
+idle) is not what a config that names PBS asks for. So a config that resolves to PBS, named or
+found by `auto`, is refused before anything is created, with the two ways that do work.
 """
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ from typing import Any, Callable
 
 from .backends.function import FunctionBackend
 from .backends import backend_kind
-from .config import validate_config
+from .config import ExperimentConfig, validate_config
+from .errors import ConfigError
 from .driver import Driver
 from .results import best_as_dict
 
@@ -35,7 +41,22 @@ def tune(fn: Callable[[dict[str, Any]], Any], params: dict[str, Any], *, metric:
     if experiment_dir is not None:
         data["experiment_dir"] = str(experiment_dir)
     config = validate_config(data, check_program=False)
-    cluster = "slurm" if backend_kind(config) == "slurm" else "local"
+    cluster = function_cluster(config)
     backend = FunctionBackend(fn, Path(config.experiment_dir) / "submitit", cluster, config.execution.slurm)
     state = Driver(config, backend, quiet=quiet).run()
     return best_as_dict(state)
+
+
+def function_cluster(config: ExperimentConfig) -> str:
+    """The submitit executor for the config's backend: "slurm" or "local"; PBS is a ConfigError."""
+    kind = backend_kind(config)
+    if kind != "pbs":
+        return "slurm" if kind == "slurm" else "local"
+    chosen = config.execution.backend
+    found = "" if chosen == "pbs" else ("found PBS (a PBS job, or qsub on PATH without sbatch), but ")
+    raise ConfigError("execution.backend", chosen,
+                      f"{found}hpc_hpo.tune() cannot run Python functions on PBS: submitit, which runs them, "
+                      "has local processes and Slurm jobs only",
+                      "set execution.backend to local to run the trials as processes on this machine (inside a "
+                      "one-host PBS job, say), or make the trial a program that calls hpc_hpo.report() and "
+                      "run it with `hpc-hpo run` and backend: pbs")

@@ -1,6 +1,7 @@
 """Python-function trials (`hpc_hpo.tune`) run through submitit's executors: local processes or
-Slurm jobs. submitit pickles the function and its arguments and runs them in a fresh process;
-this backend only maps the Backend seam onto submitit's jobs.
+Slurm jobs (submitit has no PBS executor: tune() refuses a config that resolves to PBS). submitit
+pickles the function and its arguments and runs them in a fresh process; this backend only maps
+the Backend seam onto submitit's jobs.
 
 The function gets its trial's config as a dict and calls `hpc_hpo.report(...)` like any trial
 program: the trial's HPC_HPO_* variables are set in the job before it is called.
@@ -39,6 +40,7 @@ class FunctionBackend(Backend):
                  slurm: SlurmSpec | None = None) -> None:
         self.fn, self.folder, self.cluster, self.slurm = fn, folder, cluster, slurm
         self.name = f"submitit-{cluster}"
+        self.nodes_per_eval = slurm.nodes_per_eval if cluster == "slurm" and slurm is not None else 1
         self._executor: submitit.AutoExecutor | None = None
         self.jobs: dict[str, submitit.Job[Any]] = {}
 
