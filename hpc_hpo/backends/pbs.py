@@ -11,11 +11,13 @@ resubmitted from its checkpoint within the retry budget, like Slurm's PREEMPTED.
 
 Allocation mode (PBS_JOBID and PBS_NODEFILE set, e.g. the driver submitted with driver.pbs): the
 allocated hosts are split into groups of nodes_per_eval, and each trial is started on its group by
-the site's launcher (mpiexec, mpirun, pbsdsh or the user's argv), a child of the driver whose exit
-is the trial's exit. A cancel ends the launcher's process group.
+the site's launcher (mpiexec, mpirun, pbsdsh or the user's argv) under record_exit.py, as Slurm
+steps start srun: the wrapper leads the run's process group and writes the exit marker, and the
+hosts a run holds are written beside it (<tag>.nodes). A cancel ends the launcher's process group.
 
 Every run carries its tag in its environment and (shortened to the server's limit if need be) as
-its job name, so a driver that died after submitting finds and ends the run.
+its job name, so a driver that died after submitting finds the run again: a qsub job by its name
+and Variable_List, a launcher in the allocation by the tag in its process environment.
 """
 from __future__ import annotations
 
@@ -27,15 +29,15 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ExperimentConfig, PbsSpec
 from ..errors import BackendError, ConfigError
-from .base import (EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, exit_marker, processes_tagged,
-                   read_exit_marker)
-from .batch import (TEMPLATE_FIELDS, PollClock, program_argv, render_trial_script, script_argv, template_values,
-                    trial_environment)
+from .base import (EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, WatchedRun, exit_marker,
+                   leads_group, processes_tagged, read_exit_marker, recording_exit)
+from .batch import (TEMPLATE_FIELDS, PollClock, program_argv, read_nodes, render_trial_script, script_argv,
+                    template_values, trial_environment, write_nodes)
 from .pbs_output import (ACTIVE_STATES, PbsCommandError, PbsJob, find_job, job_name, only_missing_jobs,
                          parse_nodefile, parse_qselect, parse_qstat_json, parse_qstat_text, parse_qsub_job_id,
                          run_pbs, status_of)
@@ -150,6 +152,7 @@ class PbsQsubBackend(Backend):
 
     def __init__(self, settings: PbsSpec, kill_grace_s: float) -> None:
         self.settings, self.kill_grace_s = settings, kill_grace_s
+        self.nodes_per_eval = settings.nodes_per_eval
         self.template_path = settings.template or default_template()
         try:
             self.template = self.template_path.read_text(encoding="utf-8")
@@ -173,7 +176,6 @@ class PbsQsubBackend(Backend):
         return requested
 
     def submit(self, spec: LaunchSpec) -> str:
-        spec = replace(spec, nodes=self.settings.nodes_per_eval)
         name = job_name(spec.tag, self.settings.job_name_max)
         exit_file = exit_marker(spec.trial_dir, spec.tag)
         env = trial_environment(self.settings.export, spec, dict(os.environ))
@@ -346,22 +348,26 @@ def _transient(exc: PbsCommandError) -> bool:
 
 
 @dataclass
-class _Launch:
-    process: subprocess.Popen[bytes]
-    hosts: list[str]
-    kill_at: float | None = None
+class _Launch(WatchedRun):
+    hosts: list[str] = field(default_factory=list)  # given back to the free pool when the run is over
 
 
 class PbsAllocationBackend(Backend):
-    """Each trial a launcher process on its own group of nodes_per_eval hosts of the driver's allocation."""
+    """Each trial a launcher process on its own group of nodes_per_eval hosts of the driver's allocation.
+
+    The launcher runs under record_exit.py, like a Slurm step's srun: the wrapper leads the run's
+    process group, carries the run tag in its environment and writes the exit marker, so a driver
+    restarted inside the same PBS job takes running launchers back and reads how the others ended.
+    """
 
     name = "pbs-allocation"
 
     def __init__(self, settings: PbsSpec, job_id: str, hosts: list[str], kill_grace_s: float) -> None:
         self.settings, self.job_id, self.kill_grace_s = settings, job_id, kill_grace_s
+        self.nodes_per_eval = settings.nodes_per_eval
         self.all_hosts = list(hosts)
         self.free_hosts = list(hosts)
-        self.launches: dict[str, _Launch] = {}
+        self.runs: dict[str, _Launch] = {}
 
     def slots(self, requested: int) -> int:
         fit = len(self.all_hosts) // self.settings.nodes_per_eval
@@ -372,66 +378,108 @@ class PbsAllocationBackend(Backend):
         return min(requested, fit) if requested else fit
 
     def submit(self, spec: LaunchSpec) -> str:
-        spec = replace(spec, nodes=self.settings.nodes_per_eval)
         if len(self.free_hosts) < spec.nodes:
             raise BackendError(f"trial {spec.trial_id} needs {spec.nodes} hosts, {len(self.free_hosts)} are free")
         hosts, self.free_hosts = self.free_hosts[:spec.nodes], self.free_hosts[spec.nodes:]
+        exit_file = exit_marker(spec.trial_dir, spec.tag)
         env = trial_environment(self.settings.export, spec, dict(os.environ))
         env[HOSTS_ENV] = ",".join(hosts)
-        argv = trial_argv(self.settings, spec, hosts, env)
+        argv = recording_exit(exit_file, trial_argv(self.settings, spec, hosts, env))
         try:
+            # Which hosts the run holds, for a driver that re-adopts it after a restart.
+            write_nodes(spec.trial_dir, spec.tag, hosts)
             with open(spec.stdout, "ab") as out, open(spec.stderr, "ab") as err:
                 process = subprocess.Popen(argv, cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                            stderr=err, start_new_session=True)
         except OSError as exc:
             self.free_hosts += hosts
-            raise BackendError(f"cannot start trial {spec.trial_id}: {argv[0]}: {exc.strerror}") from None
+            raise BackendError(f"cannot start trial {spec.trial_id}: {exc.strerror}") from None
         handle = f"{self.job_id}:{process.pid}"
-        self.launches[handle] = _Launch(process, hosts)
+        self.runs[handle] = _Launch(process.pid, spec.tag, exit_file, process, hosts=hosts)
         return handle
+
+    def adopt(self, handle: str | None, tag: str, trial_dir: Path) -> str | None:
+        """A launcher still running on this host is watched again (found by its tag, its hosts taken
+        from the free pool); a run that ended while no driver watched is read from its exit marker."""
+        job_id, _, pid_text = (handle or "").partition(":")
+        exit_file = exit_marker(trial_dir, tag)
+        if handle and job_id != self.job_id:
+            # Started in an earlier PBS job (the driver was submitted again): PBS ended that job's processes,
+            # and what might be left holds hosts of another allocation. Its marker may still tell its end.
+            for pid in processes_tagged(tag):  # the tag proves each one is the run's
+                _signal_process(pid, signal.SIGKILL)
+            if read_exit_marker(exit_file) is None:
+                return None
+            handle = f"{self.job_id}:ended-{tag}"
+            self.runs[handle] = _Launch(None, tag, exit_file)
+            return handle
+        candidates = [int(pid_text)] if pid_text.isdigit() else None
+        leaders = [pid for pid in processes_tagged(tag, candidates) if leads_group(pid)]
+        if leaders:
+            hosts = [h for h in read_nodes(trial_dir, tag) if h in self.free_hosts]
+            self.free_hosts = [h for h in self.free_hosts if h not in hosts]
+            handle = f"{self.job_id}:{leaders[0]}"
+            self.runs[handle] = _Launch(leaders[0], tag, exit_file, hosts=hosts)
+            return handle
+        # Looked for after the process: a run that is gone wrote its marker before it went.
+        if read_exit_marker(exit_file) is not None or handle:
+            handle = handle or f"{self.job_id}:ended-{tag}"
+            self.runs[handle] = _Launch(None, tag, exit_file)
+            return handle
+        return None  # never started: the driver starts it now
 
     def poll(self, handles: list[str]) -> dict[str, JobStatus]:
         statuses = {}
         now = time.monotonic()
         for handle in handles:
-            launch = self.launches.get(handle)
-            if launch is None:
+            run = self.runs.get(handle)
+            if run is None:
                 statuses[handle] = JobStatus(EXITED, None, "not started by this driver")
                 continue
-            code = launch.process.poll()
-            if code is None:
-                if launch.kill_at is not None and now >= launch.kill_at:
-                    _signal_group(launch.process.pid, signal.SIGKILL)
-                    launch.kill_at = None
-                statuses[handle] = JobStatus(RUNNING)
-                continue
-            _signal_group(launch.process.pid, signal.SIGKILL)  # what the launcher left in its group goes too
-            del self.launches[handle]
-            self.free_hosts += launch.hosts
-            statuses[handle] = JobStatus(EXITED, code)
+            status = run.status()
+            if status.state == RUNNING:
+                if run.kill_at is not None and now >= run.kill_at:
+                    self._signal(run, signal.SIGKILL)
+                    run.kill_at = None
+            else:
+                self._signal(run, signal.SIGKILL)  # what the launcher left in its group goes too
+                del self.runs[handle]
+                self.free_hosts += run.hosts
+            statuses[handle] = status
         return statuses
 
     def cancel(self, handle: str) -> None:
-        launch = self.launches.get(handle)
-        if launch is None or launch.kill_at is not None or launch.process.poll() is not None:
+        run = self.runs.get(handle)
+        if run is None or run.kill_at is not None or run.status().state == EXITED:
             return
-        # The launcher forwards SIGTERM to its ranks (mpiexec, mpirun) or its task (pbsdsh).
-        _signal_group(launch.process.pid, signal.SIGTERM)
-        launch.kill_at = time.monotonic() + self.kill_grace_s
-
-    def end_orphan(self, handle: str | None, tag: str) -> None:
-        for pid in processes_tagged(tag):
-            _signal_group(pid, signal.SIGKILL)
+        # The launcher forwards SIGTERM to its ranks (mpiexec, mpirun) or its task (pbsdsh); the
+        # wrapper waits for it and records how it ended.
+        self._signal(run, signal.SIGTERM)
+        run.kill_at = time.monotonic() + self.kill_grace_s
 
     def shutdown(self) -> None:
-        for launch in self.launches.values():
-            if launch.process.poll() is None:
-                _signal_group(launch.process.pid, signal.SIGKILL)
+        for run in self.runs.values():
+            if run.status().state == RUNNING:
+                self._signal(run, signal.SIGKILL)
+
+    @staticmethod
+    def _signal(run: _Launch, sig: signal.Signals) -> None:
+        # An adopted pid is signalled only while the tag proves it is still the run's.
+        if run.pid is None or (run.process is None and not processes_tagged(run.tag, [run.pid])):
+            return
+        _signal_group(run.pid, sig)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal_process(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
 

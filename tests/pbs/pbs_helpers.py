@@ -6,6 +6,7 @@ OpenPBS documentation shows. Nothing in hpc_hpo depends on them.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -17,8 +18,25 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 STANDIN = HERE / "standin"
+LAUNCHERS = HERE / "launchers"
 REPO = HERE.parents[1]
 PROGRAMS = REPO / "tests" / "programs"
+# The allocation the allocation-mode tests pretend to run in: a host once per MPI process placed on it.
+HOSTS = ["n1", "n2", "n3", "n4", "n5"]
+
+
+def _integration_helpers() -> Any:
+    """The local tests' crash-cycle helpers, loaded under their own name (both directories have a conftest)."""
+    path = REPO / "tests" / "integration" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("integration_helpers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_helpers = _integration_helpers()
+kill_restart_cycles, check_nothing_lost_or_doubled = _helpers.kill_restart_cycles, _helpers.check_nothing_lost_or_doubled
+read_export = _helpers.read_export
 
 
 class Standin:
@@ -93,3 +111,26 @@ def journal(tmp_path: Path) -> list[dict[str, Any]]:
 def ended(tmp_path: Path) -> dict[str, dict[str, Any]]:
     """The trial_ended event of every trial."""
     return {e["trial_id"]: e for e in journal(tmp_path) if e["type"] == "trial_ended"}
+
+
+def allocation_env(tmp_path: Path) -> dict[str, str]:
+    """A fake PBS job: PBS_JOBID, a PBS_NODEFILE over HOSTS, and the stand-in launchers first on PATH."""
+    nodefile = tmp_path / "nodefile"
+    nodefile.write_text("".join(f"{host}\n" * 4 for host in HOSTS[:4]) + "n5\n")
+    return {"PBS_JOBID": "4242.server", "PBS_NODEFILE": str(nodefile),
+            "PATH": f"{LAUNCHERS}{os.pathsep}{os.environ['PATH']}"}
+
+
+def driver_env(env: dict[str, str]) -> dict[str, str]:
+    """The full environment of a driver started directly (not through cli()), importing this checkout."""
+    full = {**os.environ, **env}
+    full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    for name in ("PBS_JOBID", "PBS_NODEFILE", "SLURM_JOB_ID"):
+        if name not in env:
+            full.pop(name, None)
+    return full
+
+
+def launches(tmp_path: Path) -> list[dict[str, Any]]:
+    """What the stand-in launchers recorded: the hosts of each run they started, and when it ran."""
+    return [json.loads(p.read_text()) for p in (tmp_path / "exp" / "trials").glob("*/launch.*.json")]

@@ -6,27 +6,11 @@ it was given and runs the trial on this machine.
 """
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from pbs_helpers import HERE, PROGRAMS, cli, ended, journal, pbs_config
-
-HOSTS = ["n1", "n2", "n3", "n4", "n5"]
-
-
-def allocation_env(tmp_path: Path) -> dict[str, str]:
-    nodefile = tmp_path / "nodefile"
-    # A host once per MPI process placed on it, as PBS writes it.
-    nodefile.write_text("".join(f"{host}\n" * 4 for host in HOSTS[:4]) + "n5\n")
-    return {"PBS_JOBID": "4242.server", "PBS_NODEFILE": str(nodefile),
-            "PATH": f"{HERE / 'launchers'}:{__import__('os').environ['PATH']}"}
-
-
-def launches(tmp_path: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in (tmp_path / "exp" / "trials").glob("*/launch.*.json")]
+from pbs_helpers import HERE, HOSTS, allocation_env, cli, ended, journal, launches, pbs_config
 
 
 @pytest.mark.parametrize("launcher", ["mpiexec", "mpirun", "custom"])

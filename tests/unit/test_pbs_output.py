@@ -8,6 +8,7 @@ with its timestamp/pbs_version/pbs_server prologue, and the per-job error lines.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
 import subprocess
@@ -18,13 +19,14 @@ import pytest
 
 from hpc_hpo.backends import backend_kind
 from hpc_hpo.backends import pbs as pbs_backend
-from hpc_hpo.backends.base import EXITED, RUNNING, LaunchSpec
+from hpc_hpo.backends.base import (EXITED, RUN_TAG_ENV, RUNNING, JobStatus, LaunchSpec, processes_tagged,
+                                   recording_exit)
 from hpc_hpo.backends.pbs import (PbsQsubBackend, default_template, job_script_values, launcher_argv, qsub_argv,
                                   trial_argv)
 from hpc_hpo.backends.pbs_output import (ALL_STATES, PbsCommandError, PbsJob, exit_meaning, find_job, job_name,
                                          only_missing_jobs, parse_nodefile, parse_qselect, parse_qstat_json,
                                          parse_qstat_text, parse_qsub_job_id, parse_variable_list, status_of)
-from hpc_hpo.backends.slurm import render_trial_script
+from hpc_hpo.backends.batch import render_trial_script
 from hpc_hpo.config import PbsSpec, validate_config
 from hpc_hpo.errors import BackendError, ConfigError
 
@@ -310,6 +312,57 @@ def test_the_rendered_script_runs_the_program(tmp_path: Path, monkeypatch) -> No
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "t" / "stdout").read_text() == "ran arg\n"
     assert (tmp_path / "t" / "hpo-1a2b3c4d-0000-1.exit").read_text() == "0\n"
+
+
+# --------------------------------------------------------------------------- the allocation backend's adoption
+
+
+def allocation_backend() -> pbs_backend.PbsAllocationBackend:
+    return pbs_backend.PbsAllocationBackend(PbsSpec(nodes_per_eval=2), "4242.server", ["a", "b", "c", "d"], 0.5)
+
+
+def test_allocation_adopt_reads_exit_markers(tmp_path: Path) -> None:
+    backend, trial = allocation_backend(), tmp_path / "t"
+    trial.mkdir()
+    assert backend.adopt(None, "hpo-x-0000-1", trial) is None  # never started: the driver starts it
+    (trial / "hpo-x-0000-1.exit").write_text("3\n")
+    handle = backend.adopt(None, "hpo-x-0000-1", trial)
+    assert handle is not None and backend.poll([handle])[handle] == JobStatus(EXITED, 3)
+    # A journaled run with neither process nor marker ended unseen: no exit status, worth resubmitting.
+    handle = backend.adopt("4242.server:999999999", "hpo-x-0001-1", trial)
+    status = backend.poll([handle])[handle]
+    assert status.state == EXITED and status.exit_code is None and status.resubmit
+    # A run of an earlier PBS job: its marker tells its end; without one it is lost.
+    assert backend.adopt("4100.server:123", "hpo-x-0002-1", trial) is None
+    (trial / "hpo-x-0002-1.exit").write_text("0\n")
+    handle = backend.adopt("4100.server:123", "hpo-x-0002-1", trial)
+    assert handle.startswith("4242.server:") and backend.poll([handle])[handle] == JobStatus(EXITED, 0)
+    assert backend.free_hosts == ["a", "b", "c", "d"]
+
+
+def test_allocation_adopt_keeps_a_live_runs_hosts_until_it_is_over(tmp_path: Path) -> None:
+    backend, trial = allocation_backend(), tmp_path / "t"
+    trial.mkdir()
+    tag = "hpo-x-0003-1"
+    (trial / f"{tag}.nodes").write_text("c d\n")
+    argv = recording_exit(trial / f"{tag}.exit", ["sleep", "30"])
+    run = subprocess.Popen(argv, env={**os.environ, RUN_TAG_ENV: tag}, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        # The wrapper and the program it started (which inherits the tag): the wrapper is past its start-up.
+        while len(processes_tagged(tag)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        handle = backend.adopt(None, tag, trial)
+        assert handle == f"4242.server:{run.pid}" and backend.free_hosts == ["a", "b"]
+        assert backend.poll([handle])[handle].state == RUNNING
+        backend.cancel(handle)
+        assert run.wait(timeout=10) == -signal.SIGTERM  # the wrapper mirrors the trial's end
+        status = backend.poll([handle])[handle]
+        assert status == JobStatus(EXITED, -signal.SIGTERM)  # read from the marker the wrapper wrote
+        assert sorted(backend.free_hosts) == ["a", "b", "c", "d"]
+    finally:
+        run.kill()
+        run.wait()
 
 
 # --------------------------------------------------------------------------- config and auto detection
