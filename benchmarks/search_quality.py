@@ -1,7 +1,7 @@
 """Search quality at equal budget: hpc_hpo random+ASHA and KDE+ASHA, Optuna TPE + SuccessiveHalvingPruner,
 Syne Tune ASHA, on a multi-fidelity Branin (simulated time) and on launchers/train_mlp.py (real processes).
 
-    python benchmarks/search_quality.py                                  (about 15 minutes)
+    python benchmarks/search_quality.py                                  (about 8 minutes on 2 cores)
     python benchmarks/search_quality.py --problems branin --seeds 3 --peers none --out /tmp/q.md   (smoke)
 
 Every method runs through the same loop here, which plays the driver's part: W workers, a new trial
@@ -21,10 +21,13 @@ Branin: loss(x, r) = branin(x) + (20 + 5 sin(x1 + x2)) / r (tests/unit/test_kde_
 multi-fidelity Branin), 4 workers, an epoch takes lognormal(0, 0.3) simulated seconds drawn from
 (seed, trial index, epoch), so every method sees the same durations for its i-th trial; no process
 is started. train_mlp: each trial is a real `python launchers/train_mlp.py ...` process run
-standalone (it prints "epoch N: accuracy A"), 2 at a time; a stopped trial's process is killed; the
-loss is 1 - validation accuracy; wall time is real. hpc_hpo's own driver (hpc-hpo run) is not
-used, so every method pays the same launch costs. The peers run in benchmarks/.venv-peers (this
-script spawns itself there with --worker).
+standalone (it prints "epoch N: accuracy A", unbuffered, and the loop reads each line as it is
+printed), 2 at a time; a stopped trial's process is killed at once and a new one started; the loss
+is 1 - validation accuracy; wall time is real, from the first trial's start to the report that
+uses up the budget. The runs go seed by seed, the methods interleaved in an order rotated from one
+seed to the next, so the machine's load falls on all of them alike. hpc_hpo's own driver (hpc-hpo
+run) is not used, so every method pays the same launch costs. The peers run in
+benchmarks/.venv-peers (this script spawns itself there with --worker).
 """
 from __future__ import annotations
 
@@ -200,13 +203,17 @@ def make_method(name: str, problem: str, seed: int):
 
 
 class Trace:
-    """Best loss so far against resource used and wall time; one point per report."""
+    """Best loss so far against resource used and wall time; one point per report. For train_mlp also
+    one record per trial process (spawn, report and end times, how it ended), to see where the wall
+    time went, and the seconds spent inside the method's own calls."""
 
     def __init__(self) -> None:
         self.resource, self.wall, self.best = [], [], []
         self.best_config: dict[str, Any] | None = None
         self.used = 0
         self.trials = 0
+        self.method_s = 0.0
+        self.trial_log: list[dict[str, Any]] = []
 
     def add(self, loss: float, wall: float, config: dict[str, Any]) -> None:
         self.used += 1
@@ -216,6 +223,14 @@ class Trace:
         else:
             best = self.best[-1]
         self.resource.append(self.used), self.wall.append(wall), self.best.append(best)
+
+    def call(self, function, *args):
+        """Call one of the method's functions, adding its time to method_s."""
+        t0 = time.perf_counter()
+        try:
+            return function(*args)
+        finally:
+            self.method_s += time.perf_counter() - t0
 
 
 def run_branin(method, seed: int, budget: int, workers: int) -> Trace:
@@ -230,7 +245,7 @@ def run_branin(method, seed: int, budget: int, workers: int) -> Trace:
 
     def start() -> None:
         nonlocal started
-        tid, config = method.new_trial()
+        tid, config = trace.call(method.new_trial)
         running[tid] = (config, started, 0)
         heapq.heappush(heap, (now + duration(started, 1), started, tid))
         started += 1
@@ -243,12 +258,12 @@ def run_branin(method, seed: int, budget: int, workers: int) -> Trace:
         epoch += 1
         loss = branin_mf(config["x1"], config["x2"], epoch)
         trace.add(loss, now, config)
-        goes_on = method.report(tid, epoch, loss)
+        goes_on = trace.call(method.report, tid, epoch, loss)
         if goes_on:
             running[tid] = (config, index, epoch)
             heapq.heappush(heap, (now + duration(index, epoch + 1), index, tid))
             continue
-        method.end(tid)
+        trace.call(method.end, tid)
         del running[tid]
         if trace.used < budget:
             start()
@@ -259,62 +274,85 @@ def run_branin(method, seed: int, budget: int, workers: int) -> Trace:
 LINE = re.compile(r"^epoch (\d+): accuracy ([0-9.]+)")
 
 
+def trial_environment() -> dict[str, str]:
+    """The trial processes' environment: unbuffered output, so that each epoch's line reaches the loop
+    when it is printed (with a block-buffered pipe a trial's lines would all arrive when it exits,
+    after its last epoch, and a stopped trial would have run every epoch before it is stopped), one
+    BLAS thread each, and no hpc_hpo trial variables, so train_mlp.py runs standalone."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPC_HPO_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 def run_mlp(method, seed: int, budget: int, workers: int, python: str) -> Trace:
-    """Real processes of launchers/train_mlp.py, `workers` at a time; losers are killed."""
+    """Real processes of launchers/train_mlp.py, `workers` at a time; losers are killed.
+
+    Each pipe is read with os.read as soon as the selector says it has bytes, and split into lines
+    here, so no line waits in a file object's buffer while the selector sees an empty pipe."""
     trace = Trace()
     selector = selectors.DefaultSelector()
-    running: dict[str, tuple[subprocess.Popen, dict[str, Any]]] = {}
+    running: dict[str, dict[str, Any]] = {}  # tid -> proc, config, unread bytes, log
+    env = trial_environment()
     t0 = time.perf_counter()
-    started = 0
 
     def start() -> None:
-        nonlocal started
-        tid, config = method.new_trial()
+        tid, config = trace.call(method.new_trial)
         argv = [python, str(REPO / "launchers" / "train_mlp.py"), "--epochs", str(MAX_T)]
         for name, value in config.items():
             argv += [f"--{name}", str(value)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HPC_HPO_")}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = "1"
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-        running[tid] = (proc, config)
+        spawn = time.perf_counter() - t0
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=0)
+        running[tid] = {"proc": proc, "config": config, "unread": b"",
+                        "log": {"spawn": spawn, "reports": [], "end": None, "how": None}}
         selector.register(proc.stdout, selectors.EVENT_READ, tid)
-        started += 1
+        trace.trials += 1
 
-    def finish(tid: str, kill: bool) -> None:
-        proc, _ = running.pop(tid)
+    def finish(tid: str, how: str) -> None:
+        trial = running.pop(tid)
+        proc = trial["proc"]
         selector.unregister(proc.stdout)
-        if kill and proc.poll() is None:
+        if proc.poll() is None:
             proc.kill()
         proc.wait()
         proc.stdout.close()
-        method.end(tid)
+        trial["log"]["end"], trial["log"]["how"] = time.perf_counter() - t0, how
+        trace.trial_log.append(trial["log"])
+        trace.call(method.end, tid)
 
-    for _ in range(workers):
-        start()
+    def fill() -> None:
+        while len(running) < workers and trace.used < budget:
+            start()
+
+    fill()
     while running and trace.used < budget:
         for key, _ in selector.select(timeout=1.0):
             tid = key.data
-            if tid not in running:
+            if tid not in running or trace.used >= budget:
                 continue
-            proc, config = running[tid]
-            line = proc.stdout.readline()
-            if not line:  # the process ended
-                finish(tid, kill=False)
-            else:
-                match = LINE.match(line)
+            trial = running[tid]
+            data = os.read(key.fd, 65536)
+            if not data:  # the process ended on its own
+                finish(tid, "exited")
+                continue
+            *lines, trial["unread"] = (trial["unread"] + data).split(b"\n")
+            for line in lines:
+                match = LINE.match(line.decode(errors="replace"))
                 if not match:
                     continue
                 epoch, loss = int(match.group(1)), 1.0 - float(match.group(2))
-                trace.add(loss, time.perf_counter() - t0, config)
-                if method.report(tid, epoch, loss) and trace.used < budget:
+                trace.add(loss, time.perf_counter() - t0, trial["config"])
+                trial["log"]["reports"].append(trace.wall[-1])
+                goes_on = trace.call(method.report, tid, epoch, loss)
+                if goes_on and trace.used < budget:
                     continue
-                finish(tid, kill=True)
-            while len(running) < workers and trace.used < budget:
-                start()
+                finish(tid, "budget" if goes_on else "completed" if epoch >= MAX_T else f"stopped at {epoch}")
+                break
+        fill()
     for tid in list(running):
-        finish(tid, kill=True)
-    trace.trials = started
+        finish(tid, "budget")
+    trace.trial_log.sort(key=lambda log: log["spawn"])
     return trace
 
 
@@ -329,7 +367,7 @@ def worker(problem: str, method_name: str, seeds: list[int], budget: int, worker
             trace = run_mlp(method, seed, budget, workers, python)
         result = {"method": method_name, "problem": problem, "seed": seed, "resource": trace.resource,
                   "wall": trace.wall, "best": trace.best, "trials": trace.trials, "best_config": trace.best_config,
-                  "seconds": time.perf_counter() - t0}
+                  "seconds": time.perf_counter() - t0, "method_s": trace.method_s, "trial_log": trace.trial_log}
         if problem == "branin" and trace.best_config:
             result["regret"] = branin(trace.best_config["x1"], trace.best_config["x2"]) - BRANIN_MIN
         out.append(result)
@@ -372,9 +410,61 @@ def table(results: list[dict], problem: str, budget: int, methods: list[str]) ->
             m, lo, hi = quantiles([r["regret"] for r in mine])
         else:
             m, lo, hi = quantiles([r["wall"][-1] for r in mine])
-        rows.append(f"| {LABELS[method]} | {len(mine)} | {' | '.join(cells)} | {trials:.0f} | {m:.4f} [{lo:.4f}, {hi:.4f}] |"
+        rows.append(f"| {LABELS[method]} | {len(mine)} | {' | '.join(cells)} | {trials:g} | {m:.4f} [{lo:.4f}, {hi:.4f}] |"
                     if problem == "branin" else
-                    f"| {LABELS[method]} | {len(mine)} | {' | '.join(cells)} | {trials:.0f} | {m:.0f} [{lo:.0f}, {hi:.0f}] |")
+                    f"| {LABELS[method]} | {len(mine)} | {' | '.join(cells)} | {trials:g} | {m:.0f} [{lo:.0f}, {hi:.0f}] |")
+    return rows
+
+
+def time_split(result: dict, workers: int) -> dict[str, float]:
+    """Where one train_mlp run's wall time went, from its trial records.
+
+    A trial's start-up is the time from its spawn to its first report less one of its epochs (its
+    mean time between reports, or the run's median epoch for a trial with one report): the
+    interpreter, the imports (scikit-learn) and loading the data. A trial killed before its first
+    report spent all of its life starting up."""
+    logs = result["trial_log"]
+    per_epoch = [(log["reports"][-1] - log["reports"][0]) / (len(log["reports"]) - 1) for log in logs
+                 if len(log["reports"]) >= 2]
+    typical = float(np.median(per_epoch)) if per_epoch else 0.0
+    startups = []
+    for log in logs:
+        reports = log["reports"]
+        if not reports:
+            startups.append(log["end"] - log["spawn"])
+            continue
+        epoch = (reports[-1] - reports[0]) / (len(reports) - 1) if len(reports) >= 2 else typical
+        startups.append(max(reports[0] - log["spawn"] - epoch, 0.0))
+    lifetimes = sum(log["end"] - log["spawn"] for log in logs)
+    wall = result["wall"][-1]
+    out = {"trials": len(logs), "epochs_per_trial": float(np.mean([len(log["reports"]) for log in logs])),
+           "startup_per_trial": float(np.median([s for s, log in zip(startups, logs) if log["reports"]] or [0.0])),
+           "startup_total": float(sum(startups)), "after_startup_total": lifetimes - float(sum(startups)),
+           "epoch_s": typical, "method_s": result["method_s"], "wall": wall,
+           "wall_less_startups": wall - float(sum(startups)) / workers}
+    for how in ENDINGS:
+        out[how] = sum(1 for log in logs if log["how"] == how)
+    return out
+
+
+ENDINGS = ["stopped at 1", "stopped at 3", "stopped at 9", "completed", "budget"]
+
+
+def time_table(results: list[dict], methods: list[str], workers: int) -> list[str]:
+    """Medians over seeds of where each method's train_mlp runs spent their wall time."""
+    rows = ["| method | trials | epochs per trial (mean) | trials stopped at epoch 1 / 3 / 9, completed, cut at the "
+            "budget | start-up s per trial | start-up s, all trials | trial s after start-up, all trials | "
+            "s in the method's calls | wall s at budget | wall s less start-ups / " + str(workers) + " |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for method in methods:
+        splits = [time_split(r, workers) for r in results if r["problem"] == "mlp" and r["method"] == method]
+        if not splits:
+            continue
+        m = {key: float(np.median([s[key] for s in splits])) for key in splits[0]}
+        endings = " / ".join(f"{m[how]:g}" for how in ENDINGS[:3]) + f", {m['completed']:g}, {m['budget']:g}"
+        rows.append(f"| {LABELS[method]} | {m['trials']:g} | {m['epochs_per_trial']:.1f} | {endings} | "
+                    f"{m['startup_per_trial']:.2f} | {m['startup_total']:.0f} | {m['after_startup_total']:.0f} | "
+                    f"{m['method_s']:.1f} | {m['wall']:.1f} | {m['wall_less_startups']:.1f} |")
     return rows
 
 
@@ -398,8 +488,10 @@ def plot(results: list[dict], budgets: dict[str, int], methods: list[str], png: 
                 grid = np.linspace(0, end, 200)
                 curves = np.array([[float(r["best"][i]) if (i := np.searchsorted(r["wall"], x, side="right") - 1) >= 0
                                     else np.nan for x in grid] for r in mine]) - offset
-            median = np.nanmedian(curves, axis=0)
-            lo, hi = np.nanpercentile(curves, 25, axis=0), np.nanpercentile(curves, 75, axis=0)
+            # Drawn only where every seed has reported (nan before that), so the median never jumps
+            # between different sets of seeds.
+            median = np.median(curves, axis=0)
+            lo, hi = np.percentile(curves, 25, axis=0), np.percentile(curves, 75, axis=0)
             ax.plot(grid, median, label=LABELS[method])
             ax.fill_between(grid, lo, hi, alpha=0.2)
         ax.set_yscale("log")
@@ -413,6 +505,51 @@ def plot(results: list[dict], budgets: dict[str, int], methods: list[str], png: 
     fig.savefig(png, dpi=110)
 
 
+def wall_time_text(results: list[dict], methods: list[str], workers: int) -> list[str]:
+    """The train_mlp wall-time breakdown: a paragraph with the measured start-up and epoch times, and the table."""
+    splits = [time_split(r, workers) for r in results if r["problem"] == "mlp"]
+    startup = float(np.median([s["startup_per_trial"] for s in splits]))
+    epoch = float(np.median([s["epoch_s"] for s in splits]))
+    startups = sum(s["startup_total"] for s in splits)
+    share = startups / max(startups + sum(s["after_startup_total"] for s in splits), 1e-9)
+    if share >= 0.5:
+        consequence = ("So at an equal budget of epochs a method's wall time follows the number of trials it "
+                       "starts, each paying one start-up, more than the epochs it trains.")
+    else:
+        consequence = "So the wall time follows the epochs trained more than the number of trials started."
+    return [f"Where the wall time went (medians over seeds). Every trial is a new Python process that imports "
+            f"scikit-learn and loads the digits before its first epoch: that start-up took a median {startup:.2f} s "
+            f"per trial here, an epoch a median {epoch:.2f} s, and start-ups were {share:.0%} of the time the trial "
+            f"processes ran. {consequence} How many trials fit in the budget is the methods' own doing: their "
+            "stopping rules (the column of trials stopped at epoch 1, 3 and 9: hpc_hpo's ASHA stops a trial at a "
+            "rung when its value is worse than the interpolated 1/eta quantile of the values recorded there "
+            "before it, Syne Tune's when more than 1/eta of the n values there, its own included, are better "
+            "than it, Optuna's pruner unless it is among the best max(1, floor(n/eta)) of the n values there, "
+            "its own included) and their samplers (a config with small batches and wide "
+            "layers takes longer per epoch). The loop charges every method alike: the same processes, "
+            f"{workers} at a time, each line read as it is printed, a stopped trial killed at once. A trial's "
+            "start-up is measured as the time from its spawn to its first report less one of its epochs; the "
+            f"last column takes all start-ups out of the wall time, spread over the {workers} trials that run at "
+            "a time; \"s in the method's calls\" is the loop's time inside the method (suggest, report, end).",
+            "", *time_table(results, methods, workers), ""]
+
+
+def jobs(problems: list[str], methods: dict[str, list[str]], branin_seeds: int,
+         mlp_seeds: int) -> list[tuple[str, str, list[int]]]:
+    """The worker runs, in order: Branin (simulated time) one worker per method for all its seeds;
+    train_mlp (real wall time) one worker per seed and method, the methods interleaved and their
+    order rotated from seed to seed, so a change in the machine's load falls on every method alike."""
+    out: list[tuple[str, str, list[int]]] = []
+    for problem in problems:
+        if problem == "branin":
+            out += [(problem, method, list(range(branin_seeds))) for method in methods[problem]]
+            continue
+        for seed in range(mlp_seeds):
+            shift = seed % len(methods[problem])
+            out += [(problem, method, [seed]) for method in methods[problem][shift:] + methods[problem][:shift]]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", nargs="+", default=["branin", "mlp"], choices=["branin", "mlp"])
@@ -424,6 +561,7 @@ def main() -> None:
     parser.add_argument("--mlp-workers", type=int, default=2)
     parser.add_argument("--peers", default="all", help="all or none")
     parser.add_argument("--methods", nargs="+", choices=METHODS, help="default: all (hpc_hpo only with --peers none)")
+    parser.add_argument("--mlp-methods", nargs="+", choices=METHODS, help="train_mlp's methods; default: --methods")
     parser.add_argument("--png", type=Path, default=REPO / "docs" / "search_quality.png")
     parser.add_argument("--out", type=Path, default=DOCS)
     parser.add_argument("--json", type=Path)
@@ -447,9 +585,12 @@ def main() -> None:
     if args.peers not in ("all", "none"):
         parser.error("--peers: all or none")
     methods = args.methods or [m for m in METHODS if args.peers == "all" or m not in PEER_METHODS]
-    if args.peers == "none" and PEER_METHODS & set(methods):
+    mlp_methods = [m for m in METHODS if m in (args.mlp_methods or methods)]
+    by_problem = {"branin": methods, "mlp": mlp_methods}
+    every = [m for m in METHODS if m in methods or m in mlp_methods]
+    if args.peers == "none" and PEER_METHODS & set(every):
         parser.error("--peers none: choose hpc_hpo methods only")
-    needs_peers = bool(PEER_METHODS & set(methods)) or args.peers == "all"
+    needs_peers = bool(PEER_METHODS & set(every)) or args.peers == "all"
     if needs_peers and not PEER_PYTHON.exists():
         parser.error(f"{PEER_PYTHON} is missing: run `bash benchmarks/peers.sh` first, or pass --peers none")
     command = command_line()
@@ -457,22 +598,20 @@ def main() -> None:
     head = header(command, peer_versions)
     budgets = {p: (args.budget if p == "branin" else args.mlp_budget) for p in args.problems}
     results: list[dict] = []
-    for problem in args.problems:
-        seeds = list(range(args.seeds if problem == "branin" else args.mlp_seeds))
-        for method in methods:
-            python = str(PEER_PYTHON) if method in PEER_METHODS else sys.executable
-            argv = [python, str(Path(__file__).resolve()), "--worker", "--problem", problem, "--method", method,
-                    "--seed-list", *map(str, seeds), "--budget", str(args.budget), "--mlp-budget",
-                    str(args.mlp_budget), "--workers", str(args.workers), "--mlp-workers", str(args.mlp_workers),
-                    "--trial-python", sys.executable]
-            print(f"{problem}: {method} over {len(seeds)} seeds", flush=True)
-            done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
-            if done.returncode != 0:
-                raise SystemExit(f"{method} on {problem} failed (exit {done.returncode})")
-            results.extend(json.loads(done.stdout.strip().splitlines()[-1]))
+    for problem, method, seeds in jobs(args.problems, by_problem, args.seeds, args.mlp_seeds):
+        python = str(PEER_PYTHON) if method in PEER_METHODS else sys.executable
+        argv = [python, str(Path(__file__).resolve()), "--worker", "--problem", problem, "--method", method,
+                "--seed-list", *map(str, seeds), "--budget", str(args.budget), "--mlp-budget",
+                str(args.mlp_budget), "--workers", str(args.workers), "--mlp-workers", str(args.mlp_workers),
+                "--trial-python", sys.executable]
+        print(f"{problem}: {method}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}", flush=True)
+        done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"{method} on {problem} failed (exit {done.returncode})")
+        results.extend(json.loads(done.stdout.strip().splitlines()[-1]))
     png_note = []
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump({"results": results, "budgets": budgets, "methods": methods}, handle)
+        json.dump({"results": results, "budgets": budgets, "methods": every}, handle)
     try:
         import matplotlib  # noqa: F401
         plotter = sys.executable
@@ -500,8 +639,10 @@ def main() -> None:
             body += [f"### train_mlp.py on digits: {budgets[problem]} epochs per run, {args.mlp_workers} trials at a time, "
                      f"{seeds} seeds", "", "Best 1 - validation accuracy so far, median and interquartile range over "
                      "seeds; the last column is the wall time the run took to use the budget (process start-up "
-                     "included: most trials stop after an epoch or three).", ""]
-        body += table(results, problem, budgets[problem], methods) + [""]
+                     "included).", ""]
+        body += table(results, problem, budgets[problem], by_problem[problem]) + [""]
+        if problem == "mlp":
+            body += wall_time_text(results, mlp_methods, args.mlp_workers)
     write_section("search-quality", "\n".join(body), args.out)
     if args.json:
         args.json.write_text(json.dumps(results))

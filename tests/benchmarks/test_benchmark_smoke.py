@@ -3,7 +3,9 @@ virtualenv is not installed in CI), so that the scripts keep working. The figure
 docs/benchmarks.md come from full runs (benchmarks/run_all.sh), never from these."""
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -32,21 +34,40 @@ def section(path: Path, key: str) -> str:
 
 def test_scheduler_overhead_against_peers_hpc_hpo_side(tmp_path):
     out, raw = tmp_path / "benchmarks.md", tmp_path / "raw.json"
-    run("scheduler_peers.py", "--trials", "100", "200", "--peers", "none", "--no-journal-per-report-above", "100",
+    run("scheduler_peers.py", "--trials", "60", "120", "--peers", "none", "--no-journal-per-report-above", "60",
         "--out", str(out), "--json", str(raw))
     results = json.loads(raw.read_text())
     assert set(results) == {"hpc_hpo", "hpc_hpo+journal", "hpc_hpo+journal/sweep"}
-    for n in ("100", "200"):
+    for n in ("60", "120"):
         plain = results["hpc_hpo"][n]
         assert plain["reports"] > n_reports_floor(int(n)) and plain["mean_us"] > 0 and plain["p99_us"] >= plain["median_us"]
         # The stream's decisions follow DESIGN.md's rule, written independently: hpc_hpo must agree exactly.
         assert plain["agreement"] == 1.0
         assert results["hpc_hpo+journal/sweep"][n]["agreement"] == 1.0
-    assert results["hpc_hpo+journal"]["100"]["mean_us"] > results["hpc_hpo"]["100"]["mean_us"], "fsync costs"
-    assert "skipped" in results["hpc_hpo+journal"]["200"]
+    assert results["hpc_hpo+journal"]["60"]["mean_us"] > results["hpc_hpo"]["60"]["mean_us"], "fsync costs"
+    assert "skipped" in results["hpc_hpo+journal"]["120"]
     text = section(out, "scheduler-peers")
-    assert "| hpc_hpo StoppingAsha | 200 |" in text and "Peers: none" in text and "--peers none" in text
+    assert "| hpc_hpo StoppingAsha | 120 |" in text and "Peers: none" in text and "--peers none" in text
     assert "cores" in text and "Measured" in text
+    assert "journal run stops above N = 60 (`--no-journal-per-report-above`)" in text, "the section states its caps"
+
+
+def test_scheduler_peers_projects_and_skips_peers_above_the_cap():
+    import scheduler_peers
+    runs = {1000: {"wall_s": 1.0}, 10_000: {"wall_s": 100.0}}  # time grew as N^2
+    seconds, how = scheduler_peers.projection(runs, 100_000)
+    assert abs(seconds - 10_000.0) < 1e-6 and "N^2.00 from 1,000 to 10,000" in how
+    assert scheduler_peers.projection({1000: {"wall_s": 2.0}}, 4000)[0] == 8.0, "one run: linear"
+    flat = {1000: {"wall_s": 2.0}, 2000: {"wall_s": 1.0}}
+    assert scheduler_peers.projection(flat, 4000)[0] == 2.0, "never projected to grow slower than N"
+    assert scheduler_peers.peer_skip(runs, 100_000, 150.0).startswith("projected 10,000 s > 150 s")
+    assert scheduler_peers.peer_skip(runs, 11_000, 150.0) is None
+    cut = {1000: {"wall_s": 1.0}, 10_000: {"wall_s": 150.0, "truncated": True}}
+    assert "stopped at the deadline at N = 10,000" in scheduler_peers.peer_skip(cut, 100_000, 150.0)
+    args = argparse.Namespace(peer_full_up_to=10_000, peer_budget=150.0, no_journal_per_report_above=10_000)
+    stated = " ".join(scheduler_peers.caps(args, with_peers=True))
+    assert "every peer ran to the end at each N up to 10,000 (`--peer-full-up-to`)" in stated
+    assert "within 150 s (`--peer-budget`)" in stated
 
 
 def n_reports_floor(trials: int) -> int:
@@ -78,9 +99,13 @@ def test_journal_and_lock(tmp_path):
 
 def test_search_quality_hpc_hpo_methods(tmp_path):
     out, raw = tmp_path / "benchmarks.md", tmp_path / "raw.json"
+    # The smallest train_mlp run that still goes through the loop: one method, two trial processes at
+    # a time, each line read as printed, the run ended when the budget of 2 epochs is used. (The loop
+    # is the same for every method; both hpc_hpo methods on the train_mlp space are checked in-process
+    # by test_search_quality_methods_on_the_mlp_space.)
     run("search_quality.py", "--problems", "branin", "mlp", "--seeds", "2", "--budget", "60", "--mlp-seeds", "1",
-        "--mlp-budget", "3", "--peers", "none", "--out", str(out), "--json", str(raw), "--png",
-        str(tmp_path / "q.png"))
+        "--mlp-budget", "2", "--mlp-methods", "hpc-random-asha", "--peers", "none", "--out", str(out), "--json",
+        str(raw), "--png", str(tmp_path / "q.png"))
     results = json.loads(raw.read_text())
     branin = [r for r in results if r["problem"] == "branin"]
     assert {(r["method"], r["seed"]) for r in branin} == {(m, s) for m in ("hpc-random-asha", "hpc-kde-asha")
@@ -90,9 +115,62 @@ def test_search_quality_hpc_hpo_methods(tmp_path):
         assert all(a >= b for a, b in zip(r["best"], r["best"][1:])), "best so far never gets worse"
         assert r["regret"] >= 0 and r["best"][-1] >= common.BRANIN_MIN
     mlp = [r for r in results if r["problem"] == "mlp"]
-    assert len(mlp) == 2 and all(0 <= r["best"][-1] < 0.9 and r["wall"][-1] > 0 for r in mlp), mlp
+    assert [r["method"] for r in mlp] == ["hpc-random-asha"], mlp
+    assert all(0 <= r["best"][-1] < 0.9 and r["wall"][-1] > 0 for r in mlp), mlp
+    for r in mlp:
+        assert r["resource"][-1] == 2 and r["trials"] == len(r["trial_log"]) == 2, "two trials at a time"
+        for log in r["trial_log"]:
+            assert log["how"] in ("budget", "stopped at 1"), log
+            assert all(log["spawn"] < t <= log["end"] for t in log["reports"]), log
+        assert sorted(t for log in r["trial_log"] for t in log["reports"]) == r["wall"], "every line was read"
     text = section(out, "search-quality")
-    assert "| hpc_hpo random + ASHA | 2 |" in text and "| hpc_hpo KDE + ASHA | 1 |" in text
+    branin_text, mlp_text = text.split("### train_mlp.py", 1)
+    assert "| hpc_hpo random + ASHA | 2 |" in branin_text and "| hpc_hpo KDE + ASHA | 2 |" in branin_text
+    assert "| hpc_hpo random + ASHA | 1 |" in mlp_text and "KDE" not in mlp_text.split("Where the wall", 1)[0]
+    breakdown = mlp_text.split("Where the wall time went", 1)[1]
+    assert "| start-up s per trial |" in breakdown and "wall s less start-ups / 2 |" in breakdown
+    assert "| hpc_hpo random + ASHA | 2 |" in breakdown, "two trials"
+
+
+def test_search_quality_methods_on_the_mlp_space():
+    """hpc_hpo's methods as search_quality.py drives them, on train_mlp's space (a choice, a log-int and
+    two log-uniform parameters), long enough for the KDE searcher to sample from its model."""
+    import search_quality
+    for name in ("hpc-random-asha", "hpc-kde-asha"):
+        method, stops = search_quality.make_method(name, "mlp", 0), 0
+        for _ in range(40):
+            tid, config = method.new_trial()
+            assert config["batch_size"] in (16, 32, 64, 128, 256) and 8 <= config["width"] <= 256, config
+            assert 1e-4 <= config["learning_rate"] <= 0.3 and 1e-6 <= config["alpha"] <= 1.0, config
+            quality = abs(math.log10(config["learning_rate"]) + 2.5) + config["batch_size"] / 1000
+            for epoch in range(1, search_quality.MAX_T + 1):
+                if not method.report(tid, epoch, quality + 1 / epoch):
+                    break
+            stops += epoch < search_quality.MAX_T
+            method.end(tid)
+        assert stops > 20, f"{name}: ASHA stops most of 40 trials early"
+        if name == "hpc-kde-asha":
+            assert method.searcher.model_budget() is not None, "the last configs came from the KDE model"
+
+
+def test_search_quality_interleaves_the_train_mlp_runs():
+    import search_quality
+    methods = ["a", "b", "c"]
+    jobs = search_quality.jobs(["branin", "mlp"], {"branin": methods, "mlp": methods}, 20, 3)
+    assert jobs[:3] == [("branin", m, list(range(20))) for m in methods]
+    assert [(m, seeds) for _, m, seeds in jobs[3:]] == [("a", [0]), ("b", [0]), ("c", [0]), ("b", [1]), ("c", [1]),
+                                                         ("a", [1]), ("c", [2]), ("a", [2]), ("b", [2])]
+
+
+def test_search_quality_splits_a_runs_wall_time():
+    import search_quality
+    # Two trials at a time: one stopped after its first epoch, one completed in 27 epochs of 0.1 s.
+    logs = [{"spawn": 0.0, "reports": [2.1], "end": 2.2, "how": "stopped at 1"},
+            {"spawn": 0.0, "reports": [2.1 + 0.1 * k for k in range(27)], "end": 4.8, "how": "completed"}]
+    split = search_quality.time_split({"trial_log": logs, "wall": [4.7], "method_s": 0.5}, workers=2)
+    assert split["trials"] == 2 and split["stopped at 1"] == 1 and split["completed"] == 1
+    assert abs(split["epoch_s"] - 0.1) < 1e-9 and abs(split["startup_per_trial"] - 2.0) < 1e-9
+    assert abs(split["startup_total"] - 4.0) < 1e-9 and abs(split["wall_less_startups"] - 2.7) < 1e-9
 
 
 def test_search_quality_refuses_peers_none_with_a_peer_method(tmp_path):
