@@ -3,7 +3,7 @@
 # section of docs/benchmarks.md (and search quality its PNG under docs/).
 #   bash benchmarks/run_all.sh                 (about 30 minutes on 2 cores)
 #   bash benchmarks/run_all.sh --peers none    (hpc_hpo only; no peer venv needed)
-# The live Slurm benchmark (benchmarks/slurm_latency.py) needs the cluster and is run on its own.
+# The live Slurm benchmarks need the cluster and a quiet machine: bash benchmarks/run_slurm.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
