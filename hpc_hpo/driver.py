@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Iterable
 
-from .backends import EXITED, Backend, LaunchSpec
+from .backends import EXITED, Backend, JobStatus, LaunchSpec
 from .config import ExperimentConfig
 from .errors import HpoError
 from .experiment import DriverLease, check_experiment_dir, make_experiment_dir, open_experiment, write_trial_config
@@ -41,8 +41,8 @@ TRIAL_ID = re.compile(r"\d{4,9}")
 SHUTDOWN_WAIT_S = 30.0
 # Decisions after which a run's further lines are not fed to the scheduler.
 RUN_OVER = (Decision.STOP, Decision.COMPLETE, Decision.PAUSE)
-# The sweep interval while a run told to end is still going: its node idles until the driver sees it gone.
-ENDING_SWEEP_S = 0.05
+# How often, between sweeps, the driver looks whether a run it told to end is gone: its node idles till then.
+ENDING_CHECK_S = 0.05
 
 
 @dataclass
@@ -65,6 +65,7 @@ class Driver:
         self.state = ExperimentState()
         self.progress = Progress(self.state, progress_out, quiet)
         self.live: dict[str, LiveTrial] = {}
+        self.early_exits: dict[str, JobStatus] = {}  # exits seen between sweeps, for the next sweep
         # Trial files are read across runs: a resumed trial appends to the same metrics file.
         self.readers: dict[str, tuple[LineTail, ReportParser]] = {}
         self.to_launch: list[tuple[TrialState, StartNew | Resume | Branch]] = []
@@ -149,21 +150,36 @@ class Driver:
             if done:
                 self.progress.maybe_summary(force=True)
                 return
-            time.sleep(self._sweep_interval())
+            self._wait_for_next_sweep()
 
-    def _sweep_interval(self) -> float:
-        """poll_interval, but shorter while a run told to end (stop, pause, complete, a stop rule) still
-        runs: the driver itself just ended it, so it is gone within moments, and a whole interval's wait
-        to see that left its slot idle (about poll_interval per decided run, docs/benchmarks.md
-        "Live Slurm: allocation utilisation")."""
-        interval = self.config.execution.poll_interval
-        if self.stop_reason is not None or any(live.run_over is not None for live in self.live.values()):
-            return min(interval, ENDING_SWEEP_S)
-        return interval
+    def _wait_for_next_sweep(self) -> None:
+        """Sleep poll_interval, but sweep as soon as a run the driver told to end (a stop, pause or
+        completion, or every run once a stop rule fired) is gone: its node would idle until the next
+        sweep otherwise (about poll_interval per decided run, docs/benchmarks.md "Live Slurm:
+        allocation utilisation"). Meanwhile only those runs' statuses are looked at, every
+        ENDING_CHECK_S; the trials' metric files are read once per sweep, as ever, which matters on a
+        parallel filesystem with hundreds of trials."""
+        deadline = time.monotonic() + self.config.execution.poll_interval
+        while True:
+            ending = [live.trial.handle for live in self.live.values()
+                      if live.trial.handle and (live.run_over is not None or self.stop_reason is not None)]
+            left = deadline - time.monotonic()
+            if not ending or left <= ENDING_CHECK_S:
+                time.sleep(max(left, 0.0))
+                return
+            time.sleep(ENDING_CHECK_S)
+            # A backend reports an exit once: keep it for the sweep it brings forward.
+            exited = {h: s for h, s in self.backend.poll(ending).items() if s.state == EXITED}
+            if exited:
+                self.early_exits.update(exited)
+                return
 
     def _sweep_trials(self, events: list[dict[str, Any]]) -> None:
         """Read every running trial's new reports; record the trials whose process has ended."""
-        statuses = self.backend.poll([lt.trial.handle for lt in self.live.values() if lt.trial.handle])
+        early, self.early_exits = self.early_exits, {}
+        statuses = self.backend.poll([lt.trial.handle for lt in self.live.values()
+                                      if lt.trial.handle and lt.trial.handle not in early])
+        statuses.update(early)
         now = time.monotonic()
         for live in list(self.live.values()):
             status = statuses.get(live.trial.handle or "")

@@ -6,6 +6,7 @@ runs, and end it on request. The driver is the only caller.
 from __future__ import annotations
 
 import os
+import signal
 import re
 import subprocess
 import sys
@@ -149,6 +150,16 @@ class WatchedRun:
             return JobStatus(EXITED, code)
         return JobStatus(EXITED, None, "the run ended while no driver watched it, leaving no exit status",
                          resubmit=True)
+
+    def signal_group(self, sig: signal.Signals) -> None:
+        """Signal the run's process group; an adopted pid only while its tag proves it is still the run's
+        (a recycled pid belongs to some other program, which must not be touched)."""
+        if self.pid is None or (self.process is None and not processes_tagged(self.tag, [self.pid])):
+            return
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def processes_tagged(tag: str, candidates: list[int] | None = None) -> list[int]:

@@ -67,10 +67,10 @@ class LocalBackend(Backend):
             status = run.status()
             if status.state == RUNNING:
                 if run.kill_at is not None and now >= run.kill_at:
-                    self._signal(run, signal.SIGKILL)
+                    run.signal_group(signal.SIGKILL)
             else:
                 # The leader is gone; children it left in its group go with it.
-                self._signal(run, signal.SIGKILL)
+                run.signal_group(signal.SIGKILL)
                 del self.runs[handle]
             statuses[handle] = status
         return statuses
@@ -79,19 +79,5 @@ class LocalBackend(Backend):
         run = self.runs.get(handle)
         if run is None or run.kill_at is not None or run.status().state == EXITED:
             return
-        self._signal(run, signal.SIGTERM)
+        run.signal_group(signal.SIGTERM)
         run.kill_at = time.monotonic() + self.kill_grace_s
-
-    @staticmethod
-    def _signal(run: WatchedRun, sig: signal.Signals) -> None:
-        # An adopted pid is signalled only while the tag proves it is still the run's.
-        if run.pid is None or (run.process is None and not processes_tagged(run.tag, [run.pid])):
-            return
-        _kill_group(run.pid, sig)
-
-
-def _kill_group(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -439,10 +439,10 @@ class PbsAllocationBackend(Backend):
             status = run.status()
             if status.state == RUNNING:
                 if run.kill_at is not None and now >= run.kill_at:
-                    self._signal(run, signal.SIGKILL)
+                    run.signal_group(signal.SIGKILL)
                     run.kill_at = None
             else:
-                self._signal(run, signal.SIGKILL)  # what the launcher left in its group goes too
+                run.signal_group(signal.SIGKILL)  # what the launcher left in its group goes too
                 del self.runs[handle]
                 self.free_hosts += run.hosts
             statuses[handle] = status
@@ -454,27 +454,13 @@ class PbsAllocationBackend(Backend):
             return
         # The launcher forwards SIGTERM to its ranks (mpiexec, mpirun) or its task (pbsdsh); the
         # wrapper waits for it and records how it ended.
-        self._signal(run, signal.SIGTERM)
+        run.signal_group(signal.SIGTERM)
         run.kill_at = time.monotonic() + self.kill_grace_s
 
     def shutdown(self) -> None:
         for run in self.runs.values():
             if run.status().state == RUNNING:
-                self._signal(run, signal.SIGKILL)
-
-    @staticmethod
-    def _signal(run: _Launch, sig: signal.Signals) -> None:
-        # An adopted pid is signalled only while the tag proves it is still the run's.
-        if run.pid is None or (run.process is None and not processes_tagged(run.tag, [run.pid])):
-            return
-        _signal_group(run.pid, sig)
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+                run.signal_group(signal.SIGKILL)
 
 
 def _signal_process(pid: int, sig: signal.Signals) -> None:

@@ -200,9 +200,9 @@ class SlurmStepsBackend(Backend):
         step.kill_at = time.monotonic() + self.kill_grace_s
         # `scancel <job>.<step>` SIGKILLs the tasks at once and accounts the step CANCELLED. A cancel
         # comes for a loser or after a pause's grace period: no checkpoint is owed at that point.
-        if not self._scancel_steps(step.tag) and step.pid is not None:
+        if not self._scancel_steps(step.tag):
             # Not registered with slurmctld yet (or already ending): srun forwards SIGTERM to its tasks.
-            _signal_group(step.pid, signal.SIGTERM)
+            step.signal_group(signal.SIGTERM)
 
     def shutdown(self) -> None:
         for step in self.steps.values():
@@ -211,8 +211,7 @@ class SlurmStepsBackend(Backend):
 
     def _force_end(self, step: _Step) -> None:
         self._scancel_steps(step.tag)
-        if step.pid is not None and (step.process is not None or processes_tagged(step.tag, [step.pid])):
-            _signal_group(step.pid, signal.SIGKILL)
+        step.signal_group(signal.SIGKILL)
         step.kill_at = None
 
     def _scancel_steps(self, tag: str, job_id: str | None = None, signal_name: str | None = None) -> bool:
@@ -232,13 +231,6 @@ class SlurmStepsBackend(Backend):
             except SlurmCommandError as exc:
                 log.warning("scancel of %s failed: %s", " ".join(step_ids), exc)
         return bool(step_ids)
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 # --------------------------------------------------------------------------- sbatch mode
