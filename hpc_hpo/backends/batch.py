@@ -5,18 +5,43 @@ Nothing here talks to a batch system: these are the pieces both backends would o
 """
 from __future__ import annotations
 
+import logging
 import re
 import shlex
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..errors import BackendError
 from .base import RUN_TAG_ENV, LaunchSpec
+from .commands import CommandError
+
+log = logging.getLogger("hpc_hpo")
+SUBMIT_ATTEMPTS = 3
 
 TEMPLATE_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 TEMPLATE_FIELDS = ("environment", "workdir", "command", "exit_file", "job_name", "trial_dir")
 # Poll pacing never waits longer than this between two looks, however often the command failed.
 MAX_POLL_BACKOFF_S = 300.0
+
+
+def submit_once(submit: Callable[[], str], find_submitted: Callable[[], list[str]],
+                transient: Callable[[CommandError], bool], tool: str) -> str:
+    """Submit a trial job, trying again after a transient failure. sbatch and qsub can time out and still
+    have submitted: before each new try the job is looked for by its name, so it is never submitted twice."""
+    for attempt in range(SUBMIT_ATTEMPTS):
+        try:
+            return submit()
+        except CommandError as exc:
+            found = find_submitted()
+            if found:
+                return found[0]
+            if attempt == SUBMIT_ATTEMPTS - 1 or not transient(exc):
+                raise
+            log.warning("%s failed (%s); trying again", tool, exc)
+            time.sleep(2 ** attempt)
+    raise AssertionError("unreachable")
 
 
 def trial_environment(export: tuple[str, ...], spec: LaunchSpec, source: dict[str, str]) -> dict[str, str]:

@@ -36,7 +36,7 @@ from ..config import ExperimentConfig, PbsSpec
 from ..errors import BackendError, ConfigError
 from .base import (EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, WatchedRun, exit_marker,
                    leads_group, processes_tagged, read_exit_marker, recording_exit)
-from .batch import (TEMPLATE_FIELDS, PollClock, program_argv, read_nodes, render_trial_script, script_argv,
+from .batch import (TEMPLATE_FIELDS, PollClock, program_argv, read_nodes, render_trial_script, script_argv, submit_once,
                     template_values, trial_environment, write_nodes)
 from .pbs_output import (ACTIVE_STATES, PbsCommandError, PbsJob, find_job, job_name, only_missing_jobs,
                          parse_nodefile, parse_qselect, parse_qstat_json, parse_qstat_text, parse_qsub_job_id,
@@ -44,7 +44,6 @@ from .pbs_output import (ACTIVE_STATES, PbsCommandError, PbsJob, find_job, job_n
 
 log = logging.getLogger("hpc_hpo")
 
-SUBMIT_ATTEMPTS = 3
 HOSTS_ENV = "HPC_HPO_HOSTS"  # the hosts of a trial, comma-separated, for programs that start their own ranks
 # Options by which launch_args set the task count themselves; then ours step aside.
 TASK_COUNT_OPTIONS = ("-n", "-np", "--np", "--n", "-c", "-ppn", "--ppn", "--npernode", "-npernode", "--map-by")
@@ -190,19 +189,8 @@ class PbsQsubBackend(Backend):
         return job_id
 
     def _submit_once(self, argv: list[str], name: str, tag: str) -> str:
-        """qsub can time out and still have submitted: before trying again, look for the job by its name."""
-        for attempt in range(SUBMIT_ATTEMPTS):
-            try:
-                return parse_qsub_job_id(run_pbs(argv))
-            except PbsCommandError as exc:
-                found = self._jobs_tagged(name, tag)
-                if found:
-                    return found[0]
-                if attempt == SUBMIT_ATTEMPTS - 1 or not _transient(exc):
-                    raise
-                log.warning("qsub failed (%s); trying again", exc)
-                time.sleep(2 ** attempt)
-        raise AssertionError("unreachable")
+        return submit_once(lambda: parse_qsub_job_id(run_pbs(argv)), lambda: self._jobs_tagged(name, tag),
+                           _transient, "qsub")
 
     def poll(self, handles: list[str]) -> dict[str, JobStatus]:
         now = time.monotonic()

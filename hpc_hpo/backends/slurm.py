@@ -30,7 +30,7 @@ from ..config import ExperimentConfig, SlurmSpec
 from ..errors import BackendError, ConfigError
 from .base import (EXITED, RUNNING, Backend, JobStatus, LaunchSpec, WatchedRun, exit_marker, leads_group,
                    processes_tagged, read_exit_marker, recording_exit)
-from .batch import (TEMPLATE_FIELDS, PollClock, program_argv, read_nodes, render_trial_script, script_argv,
+from .batch import (TEMPLATE_FIELDS, PollClock, program_argv, read_nodes, render_trial_script, script_argv, submit_once,
                     template_values, trial_environment, write_nodes)
 from .slurm_output import (ACTIVE_STATES, INVALID_JOB_ID, RESUBMIT_STATES, SACCT_FIELDS, SQUEUE_JOB_FORMAT,
                            SQUEUE_STEP_FORMAT, SlurmCommandError, SlurmRecord, latest_by_id, parse_sacct,
@@ -42,7 +42,6 @@ log = logging.getLogger("hpc_hpo")
 TASK_COUNT_OPTIONS = ("-n", "--ntasks", "--ntasks-per-node", "--ntasks-per-gpu", "--ntasks-per-socket")
 # After this long missing from squeue and sacct alike, with no exit marker, a job counts as lost.
 LOST_AFTER_S = 300.0
-SUBMIT_ATTEMPTS = 3
 
 
 def default_template() -> Path:
@@ -282,19 +281,8 @@ class SlurmBatchBackend(Backend):
         return job_id
 
     def _submit_once(self, argv: list[str], tag: str) -> str:
-        """sbatch can time out and still have submitted: before trying again, look for the job by its name."""
-        for attempt in range(SUBMIT_ATTEMPTS):
-            try:
-                return parse_sbatch_job_id(run_slurm(argv, env=_slurm_client_env()))
-            except SlurmCommandError as exc:
-                found = self._jobs_named(tag)
-                if found:
-                    return found[0]
-                if attempt == SUBMIT_ATTEMPTS - 1 or not _transient(exc):
-                    raise
-                log.warning("sbatch failed (%s); trying again", exc)
-                time.sleep(2 ** attempt)
-        raise AssertionError("unreachable")
+        return submit_once(lambda: parse_sbatch_job_id(run_slurm(argv, env=_slurm_client_env())),
+                           lambda: self._jobs_named(tag), _transient, "sbatch")
 
     def poll(self, handles: list[str]) -> dict[str, JobStatus]:
         now = time.monotonic()
