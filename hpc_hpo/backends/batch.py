@@ -9,12 +9,15 @@ import logging
 import re
 import shlex
 import time
-from dataclasses import dataclass
+import subprocess
+from abc import abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..errors import BackendError
-from .base import RUN_TAG_ENV, LaunchSpec
+from ..errors import BackendError, ConfigError
+from .base import (EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, WatchedRun, exit_marker, leads_group,
+                   processes_tagged, read_exit_marker)
 from .commands import CommandError
 
 log = logging.getLogger("hpc_hpo")
@@ -140,3 +143,102 @@ def read_nodes(trial_dir: Path, tag: str) -> list[str]:
         return nodes_file(trial_dir, tag).read_text(encoding="utf-8").split()
     except OSError:
         return []
+
+
+# --------------------------------------------------------------------------- runs on the driver's allocation
+
+
+@dataclass
+class GroupRun(WatchedRun):
+    nodes: list[str] = field(default_factory=list)  # given back to the free pool when the run is over
+
+
+class NodeGroupBackend(Backend):
+    """Trials on groups of nodes_per_eval nodes of the allocation the driver runs in, each started on the
+    driver's host under record_exit.py: a Slurm step's srun, a PBS launcher. The pool of free nodes, the
+    watching, and the taking back after a driver restart are the same for both; how a run is started,
+    how it is ended and what a run of another allocation gets are each backend's own."""
+
+    pool = "nodes of allocation"  # for messages: "the 4 nodes of allocation 123"
+    nodes_key = ""  # the config key named when nodes_per_eval does not fit
+    more_nodes = ""  # how to get more
+
+    def __init__(self, nodes_per_eval: int, job_id: str, nodes: list[str], kill_grace_s: float) -> None:
+        self.nodes_per_eval, self.job_id, self.kill_grace_s = nodes_per_eval, job_id, kill_grace_s
+        self.all_nodes, self.free_nodes = list(nodes), list(nodes)
+        self.runs: dict[str, GroupRun] = {}
+
+    def slots(self, requested: int) -> int:
+        fit = len(self.all_nodes) // self.nodes_per_eval
+        if fit == 0:
+            raise ConfigError(self.nodes_key, self.nodes_per_eval,
+                              f"is more than the {len(self.all_nodes)} {self.pool} {self.job_id}", self.more_nodes)
+        return min(requested, fit) if requested else fit
+
+    def _take_nodes(self, spec: LaunchSpec) -> list[str]:
+        unit = self.pool.split()[0]
+        if len(self.free_nodes) < spec.nodes:
+            raise BackendError(f"trial {spec.trial_id} needs {spec.nodes} {unit}, {len(self.free_nodes)} are free")
+        nodes, self.free_nodes = self.free_nodes[:spec.nodes], self.free_nodes[spec.nodes:]
+        return nodes
+
+    def _watch(self, process: subprocess.Popen[bytes], spec: LaunchSpec, exit_file: Path, nodes: list[str]) -> str:
+        handle = f"{self.job_id}:{process.pid}"
+        self.runs[handle] = GroupRun(process.pid, spec.tag, exit_file, process, nodes=nodes)
+        return handle
+
+    def _adopt_here(self, handle: str | None, tag: str, trial_dir: Path) -> str | None:
+        """A run of this allocation: its wrapper still running on this host is watched again (found by its
+        tag, its nodes taken from the pool); one that ended while no driver watched is read from its exit
+        marker. None: it left no trace here."""
+        exit_file = exit_marker(trial_dir, tag)
+        pid_text = (handle or "").partition(":")[2]
+        candidates = [int(pid_text)] if pid_text.isdigit() else None
+        leaders = [pid for pid in processes_tagged(tag, candidates) if leads_group(pid)]
+        if leaders:
+            nodes = [n for n in read_nodes(trial_dir, tag) if n in self.free_nodes]
+            self.free_nodes = [n for n in self.free_nodes if n not in nodes]
+            handle = f"{self.job_id}:{leaders[0]}"
+            self.runs[handle] = GroupRun(leaders[0], tag, exit_file, nodes=nodes)
+            return handle
+        # Looked for after the process: a run that is gone wrote its marker before it went.
+        if read_exit_marker(exit_file) is not None or handle:
+            return self._ended_run(handle, tag, exit_file)
+        return None
+
+    def _ended_run(self, handle: str | None, tag: str, exit_file: Path) -> str:
+        """Watch a run that is over: its status comes from its exit marker (or says it left none)."""
+        handle = handle or f"{self.job_id}:ended-{tag}"
+        self.runs[handle] = GroupRun(None, tag, exit_file)
+        return handle
+
+    def poll(self, handles: list[str]) -> dict[str, JobStatus]:
+        statuses = {}
+        now = time.monotonic()
+        for handle in handles:
+            run = self.runs.get(handle)
+            if run is None:
+                statuses[handle] = JobStatus(EXITED, None, "not started by this driver")
+                continue
+            status = run.status()
+            if status.state == RUNNING:
+                if run.kill_at is not None and now >= run.kill_at:
+                    self._force_end(run)
+            else:
+                self._run_over(run)
+                del self.runs[handle]
+                self.free_nodes += run.nodes
+            statuses[handle] = status
+        return statuses
+
+    def shutdown(self) -> None:
+        for run in self.runs.values():
+            if run.status().state == RUNNING:
+                self._force_end(run)
+
+    @abstractmethod
+    def _force_end(self, run: GroupRun) -> None:
+        """End the run now (its grace period is over, or the driver is shutting down)."""
+
+    def _run_over(self, run: GroupRun) -> None:
+        """Called once when a run is seen over, before its nodes go back to the pool."""

@@ -29,15 +29,15 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ExperimentConfig, PbsSpec
 from ..errors import BackendError, ConfigError
-from .base import (EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, WatchedRun, exit_marker,
-                   leads_group, processes_tagged, read_exit_marker, recording_exit)
-from .batch import (TEMPLATE_FIELDS, PollClock, program_argv, read_nodes, render_trial_script, script_argv, submit_once,
-                    template_values, trial_environment, write_nodes)
+from .base import (EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, exit_marker, processes_tagged,
+                   read_exit_marker, recording_exit)
+from .batch import (TEMPLATE_FIELDS, GroupRun, NodeGroupBackend, PollClock, program_argv, render_trial_script,
+                    script_argv, submit_once, template_values, trial_environment, write_nodes)
 from .pbs_output import (ACTIVE_STATES, PbsCommandError, PbsJob, find_job, job_name, only_missing_jobs,
                          parse_nodefile, parse_qselect, parse_qstat_json, parse_qstat_text, parse_qsub_job_id,
                          run_pbs, status_of)
@@ -335,12 +335,7 @@ def _transient(exc: PbsCommandError) -> bool:
 # --------------------------------------------------------------------------- allocation mode
 
 
-@dataclass
-class _Launch(WatchedRun):
-    hosts: list[str] = field(default_factory=list)  # given back to the free pool when the run is over
-
-
-class PbsAllocationBackend(Backend):
+class PbsAllocationBackend(NodeGroupBackend):
     """Each trial a launcher process on its own group of nodes_per_eval hosts of the driver's allocation.
 
     The launcher runs under record_exit.py, like a Slurm step's srun: the wrapper leads the run's
@@ -349,26 +344,16 @@ class PbsAllocationBackend(Backend):
     """
 
     name = "pbs-allocation"
+    pool = "hosts of PBS job"
+    nodes_key = "execution.pbs.nodes_per_eval"
+    more_nodes = "ask for more hosts (qsub -l select=N) or lower nodes_per_eval"
 
     def __init__(self, settings: PbsSpec, job_id: str, hosts: list[str], kill_grace_s: float) -> None:
-        self.settings, self.job_id, self.kill_grace_s = settings, job_id, kill_grace_s
-        self.nodes_per_eval = settings.nodes_per_eval
-        self.all_hosts = list(hosts)
-        self.free_hosts = list(hosts)
-        self.runs: dict[str, _Launch] = {}
-
-    def slots(self, requested: int) -> int:
-        fit = len(self.all_hosts) // self.settings.nodes_per_eval
-        if fit == 0:
-            raise ConfigError("execution.pbs.nodes_per_eval", self.settings.nodes_per_eval,
-                              f"is more than the {len(self.all_hosts)} hosts of PBS job {self.job_id}",
-                              "ask for more hosts (qsub -l select=N) or lower nodes_per_eval")
-        return min(requested, fit) if requested else fit
+        super().__init__(settings.nodes_per_eval, job_id, hosts, kill_grace_s)
+        self.settings = settings
 
     def submit(self, spec: LaunchSpec) -> str:
-        if len(self.free_hosts) < spec.nodes:
-            raise BackendError(f"trial {spec.trial_id} needs {spec.nodes} hosts, {len(self.free_hosts)} are free")
-        hosts, self.free_hosts = self.free_hosts[:spec.nodes], self.free_hosts[spec.nodes:]
+        hosts = self._take_nodes(spec)
         exit_file = exit_marker(spec.trial_dir, spec.tag)
         env = trial_environment(self.settings.export, spec, dict(os.environ))
         env[HOSTS_ENV] = ",".join(hosts)
@@ -380,61 +365,22 @@ class PbsAllocationBackend(Backend):
                 process = subprocess.Popen(argv, cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                            stderr=err, start_new_session=True)
         except OSError as exc:
-            self.free_hosts += hosts
+            self.free_nodes += hosts
             raise BackendError(f"cannot start trial {spec.trial_id}: {exc.strerror}") from None
-        handle = f"{self.job_id}:{process.pid}"
-        self.runs[handle] = _Launch(process.pid, spec.tag, exit_file, process, hosts=hosts)
-        return handle
+        return self._watch(process, spec, exit_file, hosts)
 
     def adopt(self, handle: str | None, tag: str, trial_dir: Path) -> str | None:
         """A launcher still running on this host is watched again (found by its tag, its hosts taken
         from the free pool); a run that ended while no driver watched is read from its exit marker."""
-        job_id, _, pid_text = (handle or "").partition(":")
-        exit_file = exit_marker(trial_dir, tag)
+        job_id = (handle or "").partition(":")[0]
         if handle and job_id != self.job_id:
             # Started in an earlier PBS job (the driver was submitted again): PBS ended that job's processes,
             # and what might be left holds hosts of another allocation. Its marker may still tell its end.
             for pid in processes_tagged(tag):  # the tag proves each one is the run's
                 _signal_process(pid, signal.SIGKILL)
-            if read_exit_marker(exit_file) is None:
-                return None
-            handle = f"{self.job_id}:ended-{tag}"
-            self.runs[handle] = _Launch(None, tag, exit_file)
-            return handle
-        candidates = [int(pid_text)] if pid_text.isdigit() else None
-        leaders = [pid for pid in processes_tagged(tag, candidates) if leads_group(pid)]
-        if leaders:
-            hosts = [h for h in read_nodes(trial_dir, tag) if h in self.free_hosts]
-            self.free_hosts = [h for h in self.free_hosts if h not in hosts]
-            handle = f"{self.job_id}:{leaders[0]}"
-            self.runs[handle] = _Launch(leaders[0], tag, exit_file, hosts=hosts)
-            return handle
-        # Looked for after the process: a run that is gone wrote its marker before it went.
-        if read_exit_marker(exit_file) is not None or handle:
-            handle = handle or f"{self.job_id}:ended-{tag}"
-            self.runs[handle] = _Launch(None, tag, exit_file)
-            return handle
-        return None  # never started: the driver starts it now
-
-    def poll(self, handles: list[str]) -> dict[str, JobStatus]:
-        statuses = {}
-        now = time.monotonic()
-        for handle in handles:
-            run = self.runs.get(handle)
-            if run is None:
-                statuses[handle] = JobStatus(EXITED, None, "not started by this driver")
-                continue
-            status = run.status()
-            if status.state == RUNNING:
-                if run.kill_at is not None and now >= run.kill_at:
-                    run.signal_group(signal.SIGKILL)
-                    run.kill_at = None
-            else:
-                run.signal_group(signal.SIGKILL)  # what the launcher left in its group goes too
-                del self.runs[handle]
-                self.free_hosts += run.hosts
-            statuses[handle] = status
-        return statuses
+            exit_file = exit_marker(trial_dir, tag)
+            return None if read_exit_marker(exit_file) is None else self._ended_run(None, tag, exit_file)
+        return self._adopt_here(handle, tag, trial_dir)  # None: never started, the driver starts it now
 
     def cancel(self, handle: str) -> None:
         run = self.runs.get(handle)
@@ -445,10 +391,12 @@ class PbsAllocationBackend(Backend):
         run.signal_group(signal.SIGTERM)
         run.kill_at = time.monotonic() + self.kill_grace_s
 
-    def shutdown(self) -> None:
-        for run in self.runs.values():
-            if run.status().state == RUNNING:
-                run.signal_group(signal.SIGKILL)
+    def _force_end(self, run: GroupRun) -> None:
+        run.signal_group(signal.SIGKILL)
+        run.kill_at = None
+
+    def _run_over(self, run: GroupRun) -> None:
+        run.signal_group(signal.SIGKILL)  # what the launcher left in its group goes too
 
 
 def _signal_process(pid: int, sig: signal.Signals) -> None:

@@ -23,15 +23,14 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ExperimentConfig, SlurmSpec
 from ..errors import BackendError, ConfigError
-from .base import (EXITED, RUNNING, Backend, JobStatus, LaunchSpec, WatchedRun, exit_marker, leads_group,
-                   processes_tagged, read_exit_marker, recording_exit)
-from .batch import (TEMPLATE_FIELDS, PollClock, program_argv, read_nodes, render_trial_script, script_argv, submit_once,
-                    template_values, trial_environment, write_nodes)
+from .base import EXITED, RUNNING, Backend, JobStatus, LaunchSpec, exit_marker, read_exit_marker, recording_exit
+from .batch import (TEMPLATE_FIELDS, GroupRun, NodeGroupBackend, PollClock, program_argv, render_trial_script,
+                    script_argv, submit_once, template_values, trial_environment, write_nodes)
 from .slurm_output import (ACTIVE_STATES, INVALID_JOB_ID, RESUBMIT_STATES, SACCT_FIELDS, SQUEUE_JOB_FORMAT,
                            SQUEUE_STEP_FORMAT, SlurmCommandError, SlurmRecord, latest_by_id, parse_sacct,
                            parse_sbatch_job_id, parse_squeue, run_slurm)
@@ -107,35 +106,20 @@ def status_of(record: SlurmRecord) -> JobStatus:
 # --------------------------------------------------------------------------- steps mode
 
 
-@dataclass
-class _Step(WatchedRun):
-    nodes: list[str] = field(default_factory=list)
-
-
-class SlurmStepsBackend(Backend):
+class SlurmStepsBackend(NodeGroupBackend):
     """Each trial an srun step of nodes_per_eval nodes inside one allocation."""
 
     name = "slurm-steps"
+    pool = "nodes of allocation"
+    nodes_key = "execution.slurm.nodes_per_eval"
+    more_nodes = "ask for more nodes (salloc -N) or lower nodes_per_eval"
 
     def __init__(self, settings: SlurmSpec, job_id: str, nodes: list[str], kill_grace_s: float) -> None:
-        self.settings, self.job_id, self.kill_grace_s = settings, job_id, kill_grace_s
-        self.nodes_per_eval = settings.nodes_per_eval
-        self.free_nodes = list(nodes)
-        self.all_nodes = list(nodes)
-        self.steps: dict[str, _Step] = {}
-
-    def slots(self, requested: int) -> int:
-        fit = len(self.all_nodes) // self.settings.nodes_per_eval
-        if fit == 0:
-            raise ConfigError("execution.slurm.nodes_per_eval", self.settings.nodes_per_eval,
-                              f"is more than the {len(self.all_nodes)} nodes of allocation {self.job_id}",
-                              "ask for more nodes (salloc -N) or lower nodes_per_eval")
-        return min(requested, fit) if requested else fit
+        super().__init__(settings.nodes_per_eval, job_id, nodes, kill_grace_s)
+        self.settings = settings
 
     def submit(self, spec: LaunchSpec) -> str:
-        if len(self.free_nodes) < spec.nodes:
-            raise BackendError(f"trial {spec.trial_id} needs {spec.nodes} nodes, {len(self.free_nodes)} are free")
-        nodes, self.free_nodes = self.free_nodes[:spec.nodes], self.free_nodes[spec.nodes:]
+        nodes = self._take_nodes(spec)
         exit_file = exit_marker(spec.trial_dir, spec.tag)
         # Which nodes the run holds, for a driver that re-adopts it after a restart.
         write_nodes(spec.trial_dir, spec.tag, nodes)
@@ -148,52 +132,21 @@ class SlurmStepsBackend(Backend):
         except OSError as exc:
             self.free_nodes += nodes
             raise BackendError(f"cannot start trial {spec.trial_id}: srun: {exc.strerror}") from None
-        handle = f"{self.job_id}:{process.pid}"
-        self.steps[handle] = _Step(process.pid, spec.tag, exit_file, process, nodes=nodes)
-        return handle
+        return self._watch(process, spec, exit_file, nodes)
 
     def adopt(self, handle: str | None, tag: str, trial_dir: Path) -> str | None:
-        job_id, _, pid_text = (handle or "").partition(":")
+        job_id = (handle or "").partition(":")[0]
         if handle and job_id != self.job_id:
             # A step of another allocation: this driver cannot place runs beside it, so it ends it.
             self._scancel_steps(tag, job_id)
             return None
-        exit_file = exit_marker(trial_dir, tag)
-        candidates = [int(pid_text)] if pid_text.isdigit() else None
-        leaders = [pid for pid in processes_tagged(tag, candidates) if leads_group(pid)]
-        nodes = [n for n in read_nodes(trial_dir, tag) if n in self.free_nodes]
-        if leaders:
-            self.free_nodes = [n for n in self.free_nodes if n not in nodes]
-            handle = f"{self.job_id}:{leaders[0]}"
-            self.steps[handle] = _Step(leaders[0], tag, exit_file, nodes=nodes)
-            return handle
-        if read_exit_marker(exit_file) is not None or handle:
-            handle = handle or f"{self.job_id}:ended-{tag}"
-            self.steps[handle] = _Step(None, tag, exit_file)
-            return handle
-        self._scancel_steps(tag)  # its srun is not on this host: nothing here can follow it
-        return None
-
-    def poll(self, handles: list[str]) -> dict[str, JobStatus]:
-        statuses = {}
-        now = time.monotonic()
-        for handle in handles:
-            step = self.steps.get(handle)
-            if step is None:
-                statuses[handle] = JobStatus(EXITED, None, "not started by this driver")
-                continue
-            status = step.status()
-            if status.state == RUNNING:
-                if step.kill_at is not None and now >= step.kill_at:
-                    self._force_end(step)
-            else:
-                del self.steps[handle]
-                self.free_nodes += step.nodes
-            statuses[handle] = status
-        return statuses
+        adopted = self._adopt_here(handle, tag, trial_dir)
+        if adopted is None:
+            self._scancel_steps(tag)  # its srun is not on this host: nothing here can follow it
+        return adopted
 
     def cancel(self, handle: str) -> None:
-        step = self.steps.get(handle)
+        step = self.runs.get(handle)
         if step is None or step.kill_at is not None or step.status().state == EXITED:
             return
         step.kill_at = time.monotonic() + self.kill_grace_s
@@ -203,12 +156,7 @@ class SlurmStepsBackend(Backend):
             # Not registered with slurmctld yet (or already ending): srun forwards SIGTERM to its tasks.
             step.signal_group(signal.SIGTERM)
 
-    def shutdown(self) -> None:
-        for step in self.steps.values():
-            if step.status().state == RUNNING:
-                self._force_end(step)
-
-    def _force_end(self, step: _Step) -> None:
+    def _force_end(self, step: GroupRun) -> None:
         self._scancel_steps(step.tag)
         step.signal_group(signal.SIGKILL)
         step.kill_at = None

@@ -337,7 +337,7 @@ def test_allocation_adopt_reads_exit_markers(tmp_path: Path) -> None:
     (trial / "hpo-x-0002-1.exit").write_text("0\n")
     handle = backend.adopt("4100.server:123", "hpo-x-0002-1", trial)
     assert handle.startswith("4242.server:") and backend.poll([handle])[handle] == JobStatus(EXITED, 0)
-    assert backend.free_hosts == ["a", "b", "c", "d"]
+    assert backend.free_nodes == ["a", "b", "c", "d"]
 
 
 def test_allocation_adopt_keeps_a_live_runs_hosts_until_it_is_over(tmp_path: Path) -> None:
@@ -353,13 +353,13 @@ def test_allocation_adopt_keeps_a_live_runs_hosts_until_it_is_over(tmp_path: Pat
         while len(processes_tagged(tag)) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
         handle = backend.adopt(None, tag, trial)
-        assert handle == f"4242.server:{run.pid}" and backend.free_hosts == ["a", "b"]
+        assert handle == f"4242.server:{run.pid}" and backend.free_nodes == ["a", "b"]
         assert backend.poll([handle])[handle].state == RUNNING
         backend.cancel(handle)
         assert run.wait(timeout=10) == -signal.SIGTERM  # the wrapper mirrors the trial's end
         status = backend.poll([handle])[handle]
         assert status == JobStatus(EXITED, -signal.SIGTERM)  # read from the marker the wrapper wrote
-        assert sorted(backend.free_hosts) == ["a", "b", "c", "d"]
+        assert sorted(backend.free_nodes) == ["a", "b", "c", "d"]
     finally:
         run.kill()
         run.wait()
