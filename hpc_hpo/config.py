@@ -719,14 +719,9 @@ def _pbs_launcher(value: Any, key: str) -> str | tuple[str, ...]:
 def _pbs_args(section: Section, name: str, value_options: frozenset[str], example: str) -> tuple[str, ...]:
     """Extra qsub or launcher options: a list, or a string split like a shell would. An item that is not an
     option must be the value of the option before it, since a stray word would become the command."""
-    value = section.get(name, [])
     key = section.key(name)
-    if isinstance(value, str):
-        try:
-            value = shlex.split(value)
-        except ValueError as exc:
-            raise ConfigError(key, value, f"cannot be split into options ({exc})") from None
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+    value = _argument_list(section, name, "options", f"e.g. {example}")
+    if not all(value):
         raise ConfigError(key, value, "must be a list of options", f"e.g. {example}")
     previous = ""
     for item in value:
@@ -743,6 +738,20 @@ def _pbs_args(section: Section, name: str, value_options: frozenset[str], exampl
     return tuple(value)
 
 
+def _argument_list(section: Section, name: str, what: str, example: str) -> list[str]:
+    """Extra command-line arguments: a list of strings, or one string split like a shell would."""
+    value = section.get(name, [])
+    key = section.key(name)
+    if isinstance(value, str):
+        try:
+            value = shlex.split(value)
+        except ValueError as exc:
+            raise ConfigError(key, value, f"cannot be split into {what} ({exc})") from None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(key, value, f"must be a list of {what}", example)
+    return value
+
+
 def _has_control(text: str) -> bool:
     return any(ord(c) < 32 or ord(c) == 127 for c in text)
 
@@ -750,15 +759,8 @@ def _has_control(text: str) -> bool:
 def _slurm_args(section: Section, name: str) -> tuple[str, ...]:
     """Extra srun/sbatch flags: a list, or a string split like a shell would. They are passed as argv
     items (never through a shell), and each must be an option, since a stray word would become the command."""
-    value = section.get(name, [])
     key = section.key(name)
-    if isinstance(value, str):
-        try:
-            value = shlex.split(value)
-        except ValueError as exc:
-            raise ConfigError(key, value, f"cannot be split into flags ({exc})") from None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(key, value, "must be a list of flags", "e.g. ['--gpus-per-task=1', '--mem=8G']")
+    value = _argument_list(section, name, "flags", "e.g. ['--gpus-per-task=1', '--mem=8G']")
     for item in value:
         if not item.startswith("-") or "=" not in item and " " in item or _has_control(item):
             raise ConfigError(key, item, "must be a flag starting with '-', without newlines or NUL bytes",
