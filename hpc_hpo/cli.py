@@ -19,15 +19,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hpc-hpo: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("hpc-hpo: interrupted; running trials were cancelled. Run the same command again to resume.",
-              file=sys.stderr)
+        print("hpc-hpo: interrupted. Run the same command again to resume.", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("hpc-hpo")
+    except PackageNotFoundError:  # run from a checkout that pip did not install
+        return "(not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hpc-hpo", description="Hyperparameter tuning on HPC batch clusters.")
+    parser.add_argument("--version", action="version", version=f"hpc-hpo {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run or resume the experiment a config file describes")
@@ -42,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="table of an experiment's trials")
     status.add_argument("experiment", help="experiment directory, or its config file")
+    status.add_argument("--is-finished", action="store_true",
+                        help="print nothing; exit 0 if the experiment has ended for good, 1 if a run can go on "
+                             "with it (for scripts, e.g. the chained driver.sbatch)")
     status.set_defaults(func=_status)
 
     best = commands.add_parser("best", help="the best trial so far")
@@ -64,13 +75,18 @@ def _run(args: argparse.Namespace) -> int:
     from .backends import make_backend
     from .config import load_config
     from .driver import Driver
+    from .experiment import check_resume
     from .results import best_text
 
     config = load_config(args.config, experiment_dir=args.experiment_dir)
-    state = Driver(config, make_backend(config), quiet=args.quiet).run()
+    check_resume(config)  # a change the experiment refuses is refused before the backend or the lease writes
+    driver = Driver(config, make_backend(config), quiet=args.quiet)
+    state = driver.run()
     print()
     print(best_text(state))
-    return 0
+    if driver.closing_line:
+        print(f"hpc-hpo: {driver.closing_line}", file=sys.stderr)
+    return driver.exit_code
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -91,7 +107,10 @@ def _load(argument: str) -> Any:
 def _status(args: argparse.Namespace) -> int:
     from .results import status_table
 
-    print(status_table(_load(args.experiment)))
+    state = _load(args.experiment)
+    if args.is_finished:
+        return 0 if state.finished else 1
+    print(status_table(state))
     return 0
 
 

@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -84,6 +85,10 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 PARAM_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 DEFAULT_RESUME_FLAGS = {"resume_from": "--resume_from", "checkpoint_dir": "--checkpoint_dir"}
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# The validated config as frozen in the experiment directory at creation (the original, never rewritten).
+EXPERIMENT_FILE = "experiment.yaml"
+DEFAULT_MAX_FAILURES = 20
+DEFAULT_MAX_REQUEUES = 3
 
 
 @dataclass(frozen=True)
@@ -211,6 +216,10 @@ class ExecutionSpec:
     poll_interval: float
     stop_grace_period: float
     num_retries: int = 0  # re-attempts of a run that exits non-zero (CrayAI's name)
+    # The experiment stops once this many trials have failed for good (each after its retries); None: no limit.
+    max_failures: int | None = DEFAULT_MAX_FAILURES
+    # Per trial: resubmissions of a run the cluster ended (preempted, node failure, time limit), apart from retries.
+    max_requeues: int = DEFAULT_MAX_REQUEUES
     # Flags a resumed run gets, besides HPC_HPO_RESUME_FROM / HPC_HPO_CHECKPOINT_DIR in its environment.
     resume_flags: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_RESUME_FLAGS))
     slurm: SlurmSpec = field(default_factory=SlurmSpec)
@@ -378,7 +387,8 @@ def validate_config(data: Any, experiment_dir: str | None = None,
         raise ConfigError("resource.max_resource_attr", resource.max_resource_attr, "must name a parameter in params",
                           f"use one of: {', '.join(space.names)}")
     scheduler = _scheduler(top.get("scheduler", None), resource)
-    searcher = _searcher(top.get("searcher", None), space)
+    where = Path(experiment_dir or top.text("experiment_dir", None) or os.path.join("runs", name)).absolute()
+    searcher = _searcher(top.get("searcher", None), space, frozen_seed(where))
     budget = _budget(top.get("budget", None), searcher, scheduler.type)
     if searcher.type == "genetic" and scheduler.pauses:
         # A generation is bred when all its trials have ended; a paused trial never ends.
@@ -386,12 +396,30 @@ def validate_config(data: Any, experiment_dir: str | None = None,
                           f"'{scheduler.type}', whose paused trials never end", "use scheduler type fifo or asha")
     execution = _execution(top.get("execution", None))
     regex = _metric_regex(top.get("metric_regex", None), metric, resource)
-    where = experiment_dir or top.text("experiment_dir", None) or os.path.join("runs", name)
     frozen = dict(data)
     frozen["searcher"] = dict(frozen.get("searcher") or {}, seed=searcher.seed)
     return ExperimentConfig(name=name, command=command, space=space, metric=metric, resource=resource,
                             scheduler=scheduler, searcher=searcher, budget=budget, execution=execution,
-                            experiment_dir=Path(where).absolute(), metric_regex=regex, frozen=frozen)
+                            experiment_dir=where, metric_regex=regex, frozen=frozen)
+
+
+def frozen_seed(directory: Path) -> int | None:
+    """The seed the experiment in `directory` froze at creation, if there is one.
+
+    A config without searcher.seed takes it, so the next run of the same seedless config (or of
+    `status`, `plan`, `tune()`) builds the searcher the experiment began with instead of refusing
+    a "changed" searcher; a config that names a seed keeps it, and a different one is refused on resume.
+    """
+    try:
+        frozen = yaml.safe_load((directory / EXPERIMENT_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    searcher = frozen.get("searcher") if isinstance(frozen, dict) else None
+    seed = searcher.get("seed") if isinstance(searcher, dict) else None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else None
+
+
+PYTHON_PLACEHOLDER = "{python}"
 
 
 def _command(value: Any, check_program: bool) -> tuple[str, ...]:
@@ -408,7 +436,10 @@ def _command(value: Any, check_program: bool) -> tuple[str, ...]:
         raise ConfigError("command", value, "must be a list of arguments or a string",
                           "for example: [python, train.py] or 'python train.py'")
     if not argv or not argv[0]:
-        raise ConfigError("command", value, "is empty", "give the program to run, e.g. 'python train.py'")
+        raise ConfigError("command", value, "is empty", "give the program to run, e.g. '{python} train.py'")
+    # '{python}' is the interpreter running hpc-hpo: shipped configs work where only 'python3' exists
+    # and trials get the packages of the driver's virtual environment.
+    argv = [sys.executable if a == PYTHON_PLACEHOLDER else a for a in argv]
     if any("\0" in a for a in argv):
         raise ConfigError("command", value, "contains a NUL byte")
     if check_program:
@@ -532,7 +563,7 @@ def _rung_levels(value: Any, resource: ResourceSpec) -> tuple[float, ...]:
     return tuple(levels)
 
 
-def _searcher(value: Any, space: Space) -> SearcherSpec:
+def _searcher(value: Any, space: Space, frozen: int | None = None) -> SearcherSpec:
     every_option = tuple(sorted({name for options in SEARCHER_OPTIONS.values() for name in options}))
     section = Section(value, "searcher", ("type", "seed", "points_to_evaluate", "searcher_data") + every_option)
     kind = section.choice("type", SEARCHER_TYPES, "random")
@@ -541,8 +572,9 @@ def _searcher(value: Any, space: Space) -> SearcherSpec:
     searcher_data = section.choice("searcher_data", SEARCHER_DATA, "rungs")
     seed = section.get("seed", None)
     if seed is None:
-        # Drawn once and frozen in experiment.yaml so that a resumed run makes the same choices.
-        seed = int.from_bytes(os.urandom(4), "little")
+        # The experiment's own seed when it exists; else drawn once and frozen in experiment.yaml, so that
+        # a resumed run makes the same choices.
+        seed = frozen if frozen is not None else int.from_bytes(os.urandom(4), "little")
     seed = as_number(seed, "searcher.seed", integer=True)
     if seed < 0:
         raise ConfigError("searcher.seed", seed, "must be 0 or a positive integer")
@@ -610,8 +642,8 @@ def _budget(value: Any, searcher: SearcherSpec, scheduler_type: str) -> BudgetSp
 
 def _execution(value: Any) -> ExecutionSpec:
     section = Section(value, "execution", ("backend", "workload_manager", "num_parallel_evals", "poll_interval",
-                                           "stop_grace_period", "resume_flags", "num_retries", "slurm",
-                                           "pbs"))
+                                           "stop_grace_period", "resume_flags", "num_retries", "max_failures",
+                                           "max_requeues", "slurm", "pbs"))
     if "backend" in section.data and "workload_manager" in section.data:
         raise ConfigError("execution.workload_manager", section.data["workload_manager"],
                           "is another name for execution.backend", "set only one of the two")
@@ -623,8 +655,22 @@ def _execution(value: Any) -> ExecutionSpec:
     grace = float(section.number("stop_grace_period", 10, positive=True))
     return ExecutionSpec(backend=backend, num_parallel_evals=parallel, poll_interval=poll,
                          stop_grace_period=grace, resume_flags=_resume_flags(section.get("resume_flags", {})),
-                         num_retries=_count(section, "num_retries"), slurm=_slurm(section.get("slurm", None)),
-                         pbs=_pbs(section.get("pbs", None)))
+                         num_retries=_count(section, "num_retries"), max_failures=_max_failures(section),
+                         max_requeues=_count(section, "max_requeues", DEFAULT_MAX_REQUEUES),
+                         slurm=_slurm(section.get("slurm", None)), pbs=_pbs(section.get("pbs", None)))
+
+
+def _max_failures(section: Section) -> int | None:
+    """How many trials may fail for good before the experiment stops; null turns the limit off (the driver
+    still stops a program whose first trials all fail without a single report)."""
+    value = section.get("max_failures", DEFAULT_MAX_FAILURES)
+    if value is None:
+        return None
+    count = as_number(value, section.key("max_failures"), integer=True)
+    if count < 0:
+        raise ConfigError(section.key("max_failures"), value, "must be 0 or more, or null for no limit",
+                          f"the default is {DEFAULT_MAX_FAILURES}")
+    return count
 
 
 def _slurm(value: Any) -> SlurmSpec:
@@ -778,8 +824,8 @@ def _export(value: Any, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _count(section: Section, name: str) -> int:
-    value = section.number(name, 0, integer=True)
+def _count(section: Section, name: str, default: int = 0) -> int:
+    value = section.number(name, default, integer=True)
     if value < 0:
         raise ConfigError(section.key(name), value, "must be 0 or more")
     return value

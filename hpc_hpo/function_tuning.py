@@ -17,6 +17,7 @@ from .backends.function import FunctionBackend
 from .backends import backend_kind
 from .config import ExperimentConfig, validate_config
 from .errors import ConfigError
+from .experiment import check_resume
 from .driver import Driver
 from .results import best_as_dict
 
@@ -42,6 +43,7 @@ def tune(fn: Callable[[dict[str, Any]], Any], params: dict[str, Any], *, metric:
         data["experiment_dir"] = str(experiment_dir)
     config = validate_config(data, check_program=False)
     cluster = function_cluster(config)
+    check_resume(config)  # a change the experiment refuses is refused before anything is written
     backend = FunctionBackend(fn, Path(config.experiment_dir) / "submitit", cluster, config.execution.slurm)
     state = Driver(config, backend, quiet=quiet).run()
     return best_as_dict(state)

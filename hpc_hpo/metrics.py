@@ -60,19 +60,23 @@ class ReportParser:
     """
 
     def __init__(self, metric: str, resource: str, regex: re.Pattern[str] | None, label: str,
-                 objective: MetricSpec | None = None) -> None:
+                 objective: MetricSpec | None = None, warned: set[str] | None = None) -> None:
         self.metric, self.resource, self.regex, self.label = metric, resource, regex, label
         # With combined metrics a report needs each of them; the objective is their weighted sum.
         self.objective = objective if objective is not None and objective.components else None
         self.needed = self.objective.reported if self.objective else (metric,)
         self.count = 0
-        self.warned: set[str] = set()
+        # Kinds of warning given already: pass one set to every trial's parser to warn once per experiment.
+        self.warned: set[str] = warned if warned is not None else set()
+        self.unmatched: str | None = None  # the first line that was not a report, to show when none is
 
     def parse(self, lines: list[str]) -> list[Report]:
         reports = []
         for line in lines:
             fields = self._fields(line)
             if fields is None or any(name not in fields for name in self.needed):
+                if self.unmatched is None:
+                    self.unmatched = line[:200]
                 continue
             report = self._report(fields, line)
             if report is not None:

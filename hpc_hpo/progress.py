@@ -62,8 +62,8 @@ class Progress:
         if not force and now - self.last_summary < SUMMARY_EVERY_S:
             return
         self.last_summary = now
-        counts = {name: 0 for name in ("running", "paused", "stopped", "completed", "finished", "failed",
-                                       "cancelled")}
+        counts = {name: 0 for name in ("running", "paused", "interrupted", "stopped", "completed", "finished",
+                                       "failed", "cancelled")}
         for trial in self.state.trials.values():
             counts[trial.state] = counts.get(trial.state, 0) + 1
         text = ", ".join(f"{n} {name}" for name, n in counts.items() if n or name == RUNNING)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from typing import Any, TextIO
 
 from .space import format_value
@@ -63,11 +64,19 @@ def status_table(state: ExperimentState) -> str:
     rows = [header] + [_status_row(state, trial) for trial in state.trials.values()]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-    ended = f"ended: {state.ended}" if state.ended else "running or interrupted"
+    ended = f"ended: {state.ended}" if state.ended else "running (or its driver was killed)"
+    if state.ended and not state.finished:
+        ended += "; run it again to resume"
     summary = f"experiment {state.name}: {len(state.trials)} trials, {len(state.rows)} reports; {ended}"
+    if state.allocation_end is not None:
+        summary += f"\nallocation ends {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(state.allocation_end))}"
     failures = [f"trial {t.trial_id} failed (exit code {t.exit_code}): {t.reason or 'no stderr'}"
                 for t in state.trials.values() if t.state == "failed"]
-    return "\n".join([summary, "", *lines, *([""] + failures if failures else [])])
+    interrupted = [f"trial {t.trial_id} interrupted at {state.resource} {t.last_resource or 0:g}: "
+                   f"{t.reason or 'stopped'}; resumed first by the next run"
+                   for t in state.trials.values() if t.state == "interrupted"]
+    notes = failures + interrupted
+    return "\n".join([summary, "", *lines, *([""] + notes if notes else [])])
 
 
 def _status_row(state: ExperimentState, trial: TrialState) -> list[str]:

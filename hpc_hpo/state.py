@@ -10,6 +10,9 @@ from .journal import iter_events
 
 # Trial states. A trial whose stop/complete decision is taken keeps that state when its process ends.
 PENDING, RUNNING, PAUSED = "pending", "running", "paused"
+# Its run was ended by a graceful stop, a budget, the allocation's end or a cluster fault: nothing is
+# charged to the trial, and the next run resumes it first (from its checkpoint when it saved one).
+INTERRUPTED = "interrupted"
 STOPPED, COMPLETED, FINISHED, FAILED, CANCELLED = "stopped", "completed", "finished", "failed", "cancelled"
 ENDED_STATES = (STOPPED, COMPLETED, FINISHED, FAILED, CANCELLED)
 
@@ -36,6 +39,7 @@ class TrialState:
     runs: int = 0  # processes started for this trial: 1, then one more per resume
     resume_from: float = 0
     failures: int = 0  # runs that failed and were retried
+    requeues: int = 0  # runs the cluster ended (preempted, node failure, time limit) and that were resubmitted
 
 
 @dataclass(slots=True)
@@ -64,6 +68,7 @@ class ExperimentState:
     closed_runs_s: float = 0.0
     run_start: float | None = None
     last_t: float | None = None
+    allocation_end: float | None = None  # when the latest run's allocation ends (unix seconds), if it has an end
 
     def apply(self, event: dict[str, Any]) -> None:
         handler = getattr(self, "_on_" + str(event.get("type")), None)
@@ -86,7 +91,7 @@ class ExperimentState:
         if self.run_start is not None and self.last_t is not None:
             self.closed_runs_s += self.last_t - self.run_start
         self.run_start = e["t"]
-        self.ended, self.finished = None, False
+        self.ended, self.finished, self.allocation_end = None, False, None
 
     def _on_trial_created(self, e: dict[str, Any]) -> None:
         self.trials[e["trial_id"]] = TrialState(e["trial_id"], e["index"], e["config"], bracket=e.get("bracket", 0),
@@ -99,7 +104,7 @@ class ExperimentState:
 
     def _on_trial_started(self, e: dict[str, Any]) -> None:
         trial = self.trials[e["trial_id"]]
-        trial.state, trial.handle = RUNNING, e["handle"]
+        trial.state, trial.handle, trial.process_ended = RUNNING, e["handle"], False
         trial.runs += 1
         if trial.started_at is None:
             trial.started_at = e["t"]
@@ -110,7 +115,16 @@ class ExperimentState:
 
     def _on_trial_retry(self, e: dict[str, Any]) -> None:
         trial = self.trials[e["trial_id"]]
-        trial.state, trial.failures = PENDING, trial.failures + 1
+        trial.state = PENDING
+        if e.get("requeue"):
+            trial.requeues += 1
+        else:
+            trial.failures += 1
+        trial.exit_code, trial.reason = e.get("exit_code"), e.get("reason")
+
+    def _on_trial_interrupted(self, e: dict[str, Any]) -> None:
+        trial = self.trials[e["trial_id"]]
+        trial.state, trial.process_ended = INTERRUPTED, True
         trial.exit_code, trial.reason = e.get("exit_code"), e.get("reason")
 
     def _on_trial_paused(self, e: dict[str, Any]) -> None:
@@ -139,6 +153,9 @@ class ExperimentState:
         trial.exit_code, trial.reason = e.get("exit_code"), e.get("reason")
         if not trial.decided:
             trial.state = e["state"]
+
+    def _on_allocation_end(self, e: dict[str, Any]) -> None:
+        self.allocation_end = e["end"]
 
     def _on_experiment_ended(self, e: dict[str, Any]) -> None:
         self.ended, self.finished = e["reason"], bool(e.get("final", True))

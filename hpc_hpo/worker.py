@@ -6,6 +6,10 @@ When a run reaches its target resource below the maximum (a rung, under a pausin
 report() waits for the driver's verdict in the trial's decision file: 'promote' raises the
 target and returns; 'pause' (or 'stop', 'complete') ends the process with exit code 0, so a
 program should save its checkpoint before it reports.
+
+When the driver stops gracefully it writes the trial's interrupt file: the next report() returns
+'pause' (and report() ends the process with exit code 0), so the run ends right after a report
+whose checkpoint it has saved, and the next driver resumes it from there.
 """
 from __future__ import annotations
 
@@ -20,6 +24,9 @@ from typing import Any
 
 TRIAL_DIR_ENV = "HPC_HPO_TRIAL_DIR"
 DECISION_FILE = "decision.json"
+# Written by a driver that stops gracefully (a signal, a budget, the allocation's end): the run should
+# save and exit at its next report. One stat per report is all it costs a trial.
+INTERRUPT_FILE = "interrupt"
 DECISION_TIMEOUT_ENV = "HPC_HPO_DECISION_TIMEOUT"  # seconds to wait for a verdict (default 120)
 _warned_outside = False
 _promoted_target: float | None = None  # a PROMOTE raised this run's target
@@ -82,6 +89,8 @@ def record(metrics: dict[str, Any]) -> str:
         with open(directory / "metrics.jsonl", "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
             handle.flush()
+    if os.path.exists(directory / INTERRUPT_FILE):
+        return "pause"
     return _await_verdict(directory, metrics)
 
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The test command: installs everything the tests need on a fresh machine, then runs the whole suite.
-#   bash tests/run.sh            (extra arguments go to pytest)
+#   bash tests/run.sh            (extra arguments go to pytest, e.g. -m "not slow" for a quick run)
+# Python packages go into the activated virtual environment, or into .venv (made by scripts/venv.sh),
+# so the command works the same on a bare Debian/Ubuntu (PEP 668) and inside a venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-python3}"
-
-"$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[test,examples]'
+PY="$(bash scripts/venv.sh test,examples)"
 
 # The live Slurm tests need the project's 4-node cluster. As root with apt it is installed and
 # started here; otherwise tests/slurm skips them with the reason (and fails them under CI=true).
@@ -21,7 +21,7 @@ if [ -f .ci/cluster/cluster.sh ]; then
 fi
 
 set +e
-"$PYTHON" -m pytest "$@"
+"$PY" -m pytest "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

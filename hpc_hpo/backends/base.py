@@ -49,8 +49,10 @@ class JobStatus:
     exit_code: int | None = None  # negative: killed by that signal
     reason: str | None = None
     # Ended by the cluster, not by the program (preempted, node failure, time limit): worth
-    # resubmitting from the trial's checkpoint within the retry budget.
+    # resubmitting from the trial's checkpoint within the requeue budget.
     resubmit: bool = False
+    # The allocation the run lived in has ended or was revoked: nothing more can start in it.
+    allocation_gone: bool = False
 
 
 class Backend(ABC):
@@ -58,6 +60,9 @@ class Backend(ABC):
     # Nodes (hosts) each trial run gets, from this backend's own settings (execution.slurm or
     # execution.pbs): the driver puts it in every LaunchSpec and reads no batch system's section itself.
     nodes_per_eval: int = 1
+    # Each run holds its own allocation (a batch job): a driver that is told to go (SIGTERM, the
+    # allocation's warning) may leave its runs going, and the next driver takes them back.
+    runs_outlive_driver: bool = False
 
     @abstractmethod
     def submit(self, spec: LaunchSpec) -> str:
@@ -88,6 +93,10 @@ class Backend(ABC):
         With no handle (the driver died between submitting and journaling it), the run is
         looked for by its tag; a handle is checked against the tag before anything is ended.
         """
+
+    def allocation_end(self) -> float | None:
+        """When the allocation the trials run in ends (unix seconds), or None: no allocation, or no end."""
+        return None
 
     def slots(self, requested: int) -> int:
         """How many trials may run at once: `requested`, or with 0, what the resources hold."""

@@ -167,6 +167,7 @@ class NodeGroupBackend(Backend):
         self.nodes_per_eval, self.job_id, self.kill_grace_s = nodes_per_eval, job_id, kill_grace_s
         self.all_nodes, self.free_nodes = list(nodes), list(nodes)
         self.runs: dict[str, GroupRun] = {}
+        self.end_unknown_warned = False  # the allocation's end could not be read (said once)
 
     def slots(self, requested: int) -> int:
         fit = len(self.all_nodes) // self.nodes_per_eval

@@ -40,7 +40,7 @@ from .batch import (TEMPLATE_FIELDS, GroupRun, NodeGroupBackend, PollClock, prog
                     script_argv, submit_once, template_values, trial_environment, write_nodes)
 from .pbs_output import (ACTIVE_STATES, PbsCommandError, PbsJob, find_job, job_name, only_missing_jobs,
                          parse_nodefile, parse_qselect, parse_qstat_json, parse_qstat_text, parse_qsub_job_id,
-                         run_pbs, status_of)
+                         run_pbs, status_of, walltime_left)
 
 log = logging.getLogger("hpc_hpo")
 
@@ -148,6 +148,7 @@ class PbsQsubBackend(Backend):
     """Each trial one qsub job rendered from a template."""
 
     name = "pbs-qsub"
+    runs_outlive_driver = True
 
     def __init__(self, settings: PbsSpec, kill_grace_s: float) -> None:
         self.settings, self.kill_grace_s = settings, kill_grace_s
@@ -381,6 +382,18 @@ class PbsAllocationBackend(NodeGroupBackend):
             exit_file = exit_marker(trial_dir, tag)
             return None if read_exit_marker(exit_file) is None else self._ended_run(None, tag, exit_file)
         return self._adopt_here(handle, tag, trial_dir)  # None: never started, the driver starts it now
+
+    def allocation_end(self) -> float | None:
+        """The PBS job's walltime less what it used (qstat); None when qstat cannot tell (SIGUSR1 from
+        driver.pbs remains the fallback)."""
+        try:
+            left = walltime_left(run_pbs(["qstat", "-f", "-F", "json", self.job_id]), self.job_id)
+        except PbsCommandError as exc:
+            if not self.end_unknown_warned:  # once: the driver asks again every few seconds
+                self.end_unknown_warned = True
+                log.warning("cannot read the walltime of PBS job %s: %s", self.job_id, exc)
+            return None
+        return None if left is None else time.time() + left
 
     def cancel(self, handle: str) -> None:
         run = self.runs.get(handle)

@@ -250,3 +250,29 @@ def job_name(tag: str, limit: int) -> str:
         return tag
     digest = hashlib.sha1(tag.encode()).hexdigest()[:5]
     return f"h{digest}{tag[-(limit - 6):]}"
+
+
+def parse_walltime(text: object) -> float | None:
+    """A PBS duration, "[[HH:]MM:]SS" (hours may exceed 24), in seconds; None for anything else."""
+    parts = str(text).strip().split(":") if text is not None else []
+    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+        return None
+    seconds = 0
+    for part in parts:
+        seconds = seconds * 60 + int(part)
+    return float(seconds)
+
+
+def walltime_left(stdout: str, job_id: str) -> float | None:
+    """Seconds a running job has left, from `qstat -f -F json JOB`: its Resource_List.walltime less its
+    resources_used.walltime. None when the job has no walltime limit or qstat does not say."""
+    try:
+        jobs = json.loads(stdout).get("Jobs") or {}
+    except (ValueError, AttributeError):
+        return None
+    attrs = jobs.get(job_id) or next((a for j, a in jobs.items() if j.split(".")[0] == job_id.split(".")[0]), None)
+    if not isinstance(attrs, dict):
+        return None
+    limit = parse_walltime((attrs.get("Resource_List") or {}).get("walltime"))
+    used = parse_walltime((attrs.get("resources_used") or {}).get("walltime")) or 0.0
+    return None if limit is None else max(limit - used, 0.0)

@@ -15,6 +15,7 @@ submitting finds and ends the run by name.
 """
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import logging
 import os
@@ -33,7 +34,7 @@ from .batch import (TEMPLATE_FIELDS, GroupRun, NodeGroupBackend, PollClock, prog
                     script_argv, submit_once, template_values, trial_environment, write_nodes)
 from .slurm_output import (ACTIVE_STATES, INVALID_JOB_ID, RESUBMIT_STATES, SACCT_FIELDS, SQUEUE_JOB_FORMAT,
                            SQUEUE_STEP_FORMAT, SlurmCommandError, SlurmRecord, latest_by_id, parse_sacct,
-                           parse_sbatch_job_id, parse_squeue, run_slurm)
+                           parse_sbatch_job_id, parse_squeue, parse_time_left, run_slurm)
 
 log = logging.getLogger("hpc_hpo")
 
@@ -134,6 +135,50 @@ class SlurmStepsBackend(NodeGroupBackend):
             raise BackendError(f"cannot start trial {spec.trial_id}: srun: {exc.strerror}") from None
         return self._watch(process, spec, exit_file, nodes)
 
+    def poll(self, handles: list[str]) -> dict[str, JobStatus]:
+        runs = {handle: self.runs.get(handle) for handle in handles}
+        statuses = super().poll(handles)
+        for handle, status in statuses.items():
+            run = runs[handle]
+            # A step that failed although the driver did not end it: the program, or Slurm under it?
+            if run is not None and run.kill_at is None and status.state == EXITED and status.exit_code != 0:
+                statuses[handle] = self._judge_failed_step(run, status)
+        return statuses
+
+    def _judge_failed_step(self, run: GroupRun, status: JobStatus) -> JobStatus:
+        """The allocation gone (time limit, revoked, scancel of the job) is nobody's failure; a step
+        cancelled from outside while the allocation lives (an administrator's scancel JOB.STEP) is the
+        cluster's doing too: resubmitted from the checkpoint. Anything else is the program's own failure.
+        One squeue, and only for steps that failed on their own."""
+        said = _step_output_tail(run.exit_file.parent)
+        if not self._allocation_running():
+            return dataclasses.replace(status, allocation_gone=True, reason=f"allocation {self.job_id} ended")
+        if "CANCELLED AT" in said and "DUE TO" not in said:
+            return dataclasses.replace(status, resubmit=True, reason="the step was cancelled from outside (scancel)")
+        return status
+
+    def allocation_end(self) -> float | None:
+        """From squeue's time left (%L), so the clocks of driver and controller need not agree; a failed
+        squeue keeps the driver going as if there were no end (SIGUSR1 remains the fallback)."""
+        try:
+            left = parse_time_left(run_slurm(["squeue", "-h", f"--jobs={self.job_id}", "-o", "%L"]))
+        except SlurmCommandError as exc:
+            if not self.end_unknown_warned:  # once: the driver asks again every few seconds
+                self.end_unknown_warned = True
+                log.warning("cannot read the time left of allocation %s: %s", self.job_id, exc)
+            return None
+        return None if left is None else time.time() + left
+
+    def _allocation_running(self) -> bool:
+        """Asked only when a failed step's output speaks of the allocation's end; a failed squeue says yes."""
+        try:
+            state = run_slurm(["squeue", "-h", f"--jobs={self.job_id}", "-o", "%T"]).strip()
+        except SlurmCommandError as exc:
+            if INVALID_JOB_ID in exc.stderr:
+                return False
+            return True
+        return state in ("RUNNING", "SUSPENDED")
+
     def adopt(self, handle: str | None, tag: str, trial_dir: Path) -> str | None:
         job_id = (handle or "").partition(":")[0]
         if handle and job_id != self.job_id:
@@ -195,6 +240,7 @@ class SlurmBatchBackend(Backend):
     """Each trial one sbatch job rendered from a template."""
 
     name = "slurm-sbatch"
+    runs_outlive_driver = True
 
     def __init__(self, settings: SlurmSpec, kill_grace_s: float) -> None:
         self.settings = settings
@@ -353,6 +399,19 @@ class SlurmBatchBackend(Backend):
                 run_slurm(["scancel", handle])
             except SlurmCommandError:
                 pass
+
+
+def _step_output_tail(trial_dir: Path) -> str:
+    """The last lines of srun's log and of the step's stderr, where srun and slurmstepd say why a step ended."""
+    texts = []
+    for name in ("srun.log", "stderr"):
+        try:
+            with open(trial_dir / name, "rb") as handle:
+                handle.seek(max(handle.seek(0, 2) - 2048, 0))
+                texts.append(handle.read().decode("utf-8", errors="replace"))
+        except OSError:
+            continue
+    return "\n".join(line for text in texts for line in text.splitlines()[-5:])
 
 
 def _transient(exc: SlurmCommandError) -> bool:

@@ -96,3 +96,17 @@ def parse_sacct(stdout: str) -> list[SlurmRecord]:
 def latest_by_id(records: list[SlurmRecord]) -> dict[str, SlurmRecord]:
     """sacct lists a requeued job once per run, oldest first: the last line is the current one."""
     return {record.job_id: record for record in records}
+
+
+def parse_time_left(text: str) -> float | None:
+    """Seconds left from squeue's %L ("[days-]hours:minutes:seconds", "minutes:seconds"); None when Slurm
+    sets no end ("UNLIMITED", "NOT_SET", "INVALID") or the text is not a duration."""
+    text = text.strip()
+    days, dash, clock = text.rpartition("-")
+    parts = clock.split(":")
+    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts) or (dash and not days.isdigit()):
+        return None
+    seconds = 0
+    for part in parts:
+        seconds = seconds * 60 + int(part)
+    return float(seconds + int(days or 0) * 86400)

@@ -163,7 +163,8 @@ def test_report_outside_a_trial_is_a_no_op_with_a_warning(tmp_path: Path) -> Non
     assert list(tmp_path.iterdir()) == []
 
 
-def test_max_time_cancels_running_trials(tmp_path: Path, run_experiment) -> None:
+def test_max_time_interrupts_running_trials(tmp_path: Path, run_experiment) -> None:
+    """The budget is the user's stop, not the trials' fault: they are interrupted, resumable if it is raised."""
     result = run_experiment(params={"x": {"type": "uniform", "low": 0.0, "high": 1.0},
                                     "epochs": 9, "sleep": 1.0},
                             scheduler={"type": "fifo"}, budget={"max_trials": 50, "max_time": 2})
@@ -172,15 +173,18 @@ def test_max_time_cancels_running_trials(tmp_path: Path, run_experiment) -> None
     ended = [e for e in events if e["type"] == "experiment_ended"]
     assert ended and "max_time" in ended[-1]["reason"]
     trial_ends = [e for e in events if e["type"] == "trial_ended"]
-    assert trial_ends and all(e["state"] == "cancelled" for e in trial_ends)
+    assert not trial_ends, trial_ends
+    interrupted = [e for e in events if e["type"] == "trial_interrupted"]
+    assert len(interrupted) == 4
     created = [e for e in events if e["type"] == "trial_created"]
     assert len(created) == 4  # no new trial after the budget ran out
 
 
 
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
-def test_interrupt_cancels_trials_and_a_rerun_resumes(tmp_path: Path, signal_name: str) -> None:
-    """Ctrl-C or SIGTERM (scancel of the driver's job) cancels the trials and leaves the journal consistent."""
+def test_interrupt_ends_trials_resumably_and_a_rerun_resumes(tmp_path: Path, signal_name: str) -> None:
+    """Ctrl-C or SIGTERM (scancel of the driver's job) ends the trials at their next report, leaves them
+    interrupted (not cancelled) and the journal consistent."""
     import signal
     import subprocess
     import time
@@ -198,14 +202,15 @@ def test_interrupt_cancels_trials_and_a_rerun_resumes(tmp_path: Path, signal_nam
         time.sleep(0.05)
     driver.send_signal(getattr(signal, signal_name))
     _, stderr = driver.communicate(timeout=60)
-    assert driver.returncode == 130, stderr
+    assert driver.returncode == {"SIGINT": 130, "SIGTERM": 143}[signal_name], stderr
     assert "Traceback" not in stderr and "resume" in stderr
     for pid_file in pid_files:
         pid = int(pid_file.read_text())
         assert not Path(f"/proc/{pid}").exists(), "a trial outlived the interrupted driver"
     events = [json.loads(line) for line in (tmp_path / "exp" / "journal.jsonl").read_text().splitlines()]
     assert events[-1]["type"] == "experiment_ended" and events[-1]["final"] is False
-    assert {e["state"] for e in events if e["type"] == "trial_ended"} == {"cancelled"}
+    assert not [e for e in events if e["type"] == "trial_ended"]
+    assert {e["trial_id"] for e in events if e["type"] == "trial_interrupted"} == {"0000", "0001"}
 
     resumed = cli("run", str(path), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr

@@ -11,7 +11,7 @@ from conftest import REPO, cli, read_export
 
 def test_quickstart_tunes_the_mlp(tmp_path: Path) -> None:
     config = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
-    config["command"] = f"python {REPO / 'launchers' / 'train_mlp.py'}"
+    config["command"] = f"{{python}} {REPO / 'launchers' / 'train_mlp.py'}"  # as shipped: the driver's interpreter
     config["experiment_dir"] = str(tmp_path / "exp")
     config["params"]["epochs"] = 3
     config["resource"]["max"] = 3

@@ -42,6 +42,9 @@ while epoch < max(args.epochs, target_resource() or 0):  # a promotion raises th
     loss = round(abs(args.x - 0.3) * 4 + 2.0 / (1 + speed * epoch), 1)
     with open(checkpoint, "w") as handle:
         handle.write(str(epoch))
+    # Every epoch any run of this trial trained, so tests can count the work done twice.
+    with open(os.path.join(trial_dir, "epochs_trained"), "a") as handle:
+        handle.write(f"{epoch}\n")
     report(epoch=epoch, loss=loss)
     if args.x > args.fail_above:
         print("synthetic failure: x is too large", file=sys.stderr)

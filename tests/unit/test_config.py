@@ -134,7 +134,7 @@ def test_quickstart_config_loads(monkeypatch):
     monkeypatch.chdir(REPO)
     config = load_config("configs/quickstart.yaml")
     assert config.name == "quickstart"
-    assert config.command == tuple(shlex.split("python launchers/train_mlp.py"))
+    assert config.command == (sys.executable, "launchers/train_mlp.py")  # '{python}': the driver's interpreter
     assert config.budget == type(config.budget)(max_trials=48, max_time=900.0)
     assert config.experiment_dir == REPO / "runs" / "quickstart"
     assert config.space.names == ["learning_rate", "width", "alpha", "batch_size", "epochs"]
@@ -536,6 +536,69 @@ def test_given_seed_is_kept(seed):
     config = valid({"searcher.seed": seed})
     assert config.searcher.seed == int(seed)
     assert config.frozen["searcher"] == {"seed": int(seed)}
+
+
+def frozen_experiment(directory: Path, seed: Any) -> None:
+    """An experiment directory as a first run leaves it: experiment.yaml holding the seed it froze."""
+    directory.mkdir(parents=True)
+    data = edited({"searcher.seed": seed, "experiment_dir": str(directory)})
+    (directory / "experiment.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+@pytest.mark.parametrize("searcher", [DELETE, None, {"type": "random"}])
+def test_a_seedless_config_takes_the_seed_its_experiment_froze(tmp_path, searcher):
+    frozen_experiment(tmp_path / "exp", 1234567)
+    for config in (valid({"searcher": searcher, "experiment_dir": str(tmp_path / "exp")}),
+                   valid({"searcher": searcher}, experiment_dir=str(tmp_path / "exp"))):
+        assert config.searcher.seed == 1234567 and config.frozen["searcher"]["seed"] == 1234567
+    # Through a YAML file too (`hpc-hpo run/status/plan`), from another working directory.
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(edited({"searcher": searcher, "experiment_dir": str(tmp_path / "exp"),
+                                           "command": [sys.executable, "train.py"]})))
+    assert load_config(path).searcher.seed == 1234567
+
+
+def test_a_named_seed_is_kept_and_other_directories_draw_their_own(tmp_path):
+    frozen_experiment(tmp_path / "exp", 1234567)
+    assert valid({"searcher.seed": 7}, experiment_dir=str(tmp_path / "exp")).searcher.seed == 7
+    assert valid({"searcher.seed": 0}, experiment_dir=str(tmp_path / "exp")).searcher.seed == 0
+    drawn = {valid(experiment_dir=str(tmp_path / f"new{i}")).searcher.seed for i in range(5)}
+    assert 1234567 not in drawn and len(drawn) > 1
+
+
+@pytest.mark.parametrize("content", ["name: [unclosed", "just text", "searcher: {seed: -3}",
+                                     "searcher: {seed: true}", "searcher: {seed: '12'}", "searcher: 5"])
+def test_a_damaged_frozen_seed_is_not_taken(tmp_path, content):
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "experiment.yaml").write_text(content)
+    seeds = {valid(experiment_dir=str(tmp_path / "exp")).searcher.seed for _ in range(5)}
+    assert len(seeds) > 1  # drawn: the resume check then names what differs
+
+
+# --------------------------------------------------------------------------- failure budgets
+
+
+def test_failure_budgets_default_and_load():
+    execution = valid().execution
+    assert (execution.max_failures, execution.max_requeues) == (20, 3)
+    execution = valid({"execution.max_failures": 0, "execution.max_requeues": 0}).execution
+    assert (execution.max_failures, execution.max_requeues) == (0, 0)
+    execution = valid({"execution.max_failures": None, "execution.max_requeues": "5"}).execution
+    assert (execution.max_failures, execution.max_requeues) == (None, 5)
+
+
+@pytest.mark.parametrize(ARGS, [
+    case("execution.max_failures", -1, "must be 0 or more, or null for no limit", "the default is 20"),
+    case("execution.max_failures", 2.5, "must be a whole number"),
+    case("execution.max_failures", "many", "must be an integer"),
+    case("execution.max_failures", True, "must be an integer"),
+    case("execution.max_requeues", -1, "must be 0 or more"),
+    case("execution.max_requeues", None, "must be an integer"),
+    case("execution.max_requeues", 1.5, "must be a whole number"),
+    case("execution.max_requeue", 1, "unknown key", "did you mean 'max_requeues'?"),
+])
+def test_bad_failure_budgets(changes, key, shown, allowed):
+    assert_rejected(changes, key, shown, allowed)
 
 
 def test_brackets_beyond_the_rungs_are_refused_with_the_levels() -> None:

@@ -93,8 +93,10 @@ def test_conditional_child_multiplies_only_where_active() -> None:
     assert [c for c in configs if c["opt"] == "adam"] == [
         {"opt": "adam", "lr": pytest.approx(lr)} for lr in (1e-3, 1e-2, 1e-1)]
     sgd = [c for c in configs if c["opt"] == "sgd"]
-    assert sorted((c["momentum"], c["lr"]) for c in sgd) == pytest.approx(
-        sorted((m, lr) for m in (0.0, 0.5, 1.0) for lr in (1e-3, 1e-2, 1e-1)))
+    # pytest.approx takes flat sequences only (pytest 9.2 refuses nested ones): compare the pairs flattened.
+    got = [value for pair in sorted((c["momentum"], c["lr"]) for c in sgd) for value in pair]
+    want = [value for m in (0.0, 0.5, 1.0) for lr in (1e-3, 1e-2, 1e-1) for value in (m, lr)]
+    assert got == pytest.approx(want)
     assert all(list(c) == [n for n in ("opt", "momentum", "lr") if n in c] for c in configs)  # config order
     assert len({tuple(sorted(c.items())) for c in configs}) == len(configs)
 
