@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
@@ -23,6 +24,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        if exc.errno not in _FILESYSTEM_FULL:
+            raise
+        # A full disk (or quota, or a read-only mount) before the driver's loop could catch it: creating the
+        # experiment, taking the lease. Nothing the journal recorded is lost; the same command goes on later.
+        where = f"'{exc.filename}'" if exc.filename else "the experiment directory"
+        print(f"hpc-hpo: error: cannot write {where}: {exc.strerror}; free some space (or quota) there, or make it "
+              "writable, then run the same command again: nothing the journal recorded is lost", file=sys.stderr)
+        return 2
+
+
+_FILESYSTEM_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def _version() -> str:

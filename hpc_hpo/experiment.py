@@ -3,27 +3,39 @@ finding it from a CLI argument."""
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
+import threading
 import time
+import uuid
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import yaml
 from filelock import FileLock, Timeout
 
 from .config import EXPERIMENT_FILE, ExperimentConfig, config_as_yaml, load_config, validate_config
 from .errors import HpoError
-from .journal import Journal, make_event
+from .journal import Journal, iter_events, make_event
 from .space import Space
+from .state import ExperimentState
 
 CONFIG_FILE = EXPERIMENT_FILE
 JOURNAL_FILE = "journal.jsonl"
 LEASE_FILE = "driver.json"  # who runs the experiment now: host, pid, since
 LEASE_LOCK = "driver.lock"  # held for the driver's whole life; the OS frees it when the driver dies
-HEARTBEAT_S = 2.0  # how often a running driver rewrites its lease file
+HEARTBEAT_S = 1.0  # how often a running driver's heartbeat thread rewrites its lease file
+TAKEOVER_S = 5.0  # how long a lease file must stay unchanged before another driver takes the experiment over
+# A driver whose own beats were further apart than this (it was stopped, stalled, or could not write) may have
+# been taken over, and stops. Less than TAKEOVER_S: it must know before another driver can have decided.
+LOST_AFTER_S = 3.5
+# The id of an experiment created before ids were frozen in experiment.yaml, derived once (experiment_id).
+ID_FILE = "experiment.id"
+ID_LINE = re.compile(r"# experiment_id: ([0-9a-f]{8,64})\b")
 LOCK_ADVICE = ("see 'Locks on shared filesystems' in the README (NFS needs lockd, i.e. no 'nolock' mount option; "
                "Lustre needs the 'flock' mount option, not 'localflock')")
 # Top-level keys that say how the experiment runs, not what it is (DESIGN.md, Lifecycle): a resume applies
@@ -56,7 +68,7 @@ def open_experiment(config: ExperimentConfig) -> Opened:
     """
     directory = config.experiment_dir
     frozen = directory / CONFIG_FILE
-    if (directory / JOURNAL_FILE).exists():
+    if has_experiment(directory):
         journal = Journal(directory)
         changes, history = _resume_changes(config)
         if changes:
@@ -65,10 +77,12 @@ def open_experiment(config: ExperimentConfig) -> Opened:
                         ", ".join(f"{c['key']} {_shown(c, 'old')} -> {_shown(c, 'new')}" for c in changes))
         return Opened(journal, True, _reopened(history + [{"type": "config_changed", "changes": changes}]))
     check_experiment_dir(directory)
-    make_experiment_dir(directory)
-    os.chmod(directory, 0o700)
+    make_experiment_dir(directory)  # owner-only if it creates it; a directory the user made keeps its mode
     (directory / "trials").mkdir(exist_ok=True, mode=0o700)
-    frozen.write_text(config_as_yaml(config), encoding="utf-8")
+    frozen.write_text(identity_line() + config_as_yaml(config), encoding="utf-8")
+    os.chmod(frozen, 0o600)
+    if (directory / JOURNAL_FILE).is_file():  # a creation killed before its first line: the file holds no event
+        os.truncate(directory / JOURNAL_FILE, 0)
     journal = Journal(directory)
     journal.append([make_event("experiment_created", name=config.name, metric=config.metric.name,
                                mode=config.metric.mode, resource=config.resource.name,
@@ -78,12 +92,50 @@ def open_experiment(config: ExperimentConfig) -> Opened:
 
 
 def check_experiment_dir(directory: Path) -> None:
-    """Refuse, before anything is written into it, a directory that holds something other than an experiment."""
-    if (directory / JOURNAL_FILE).exists() or not directory.exists():
+    """Refuse, before anything is written into it, a directory that holds something other than an experiment,
+    or that belongs to someone else.
+
+    An existing empty directory of the user's is used as it is: its mode (a group's project directory, a
+    1777 scratch directory) is the user's choice, and what hpc_hpo creates inside is owner-only anyway."""
+    if has_experiment(directory) or not directory.exists():
         return
+    journal = directory / JOURNAL_FILE
+    if os.path.lexists(journal) and directory.is_dir() and not _creation_may_start(directory):
+        raise HpoError(f"'{directory}' has a {JOURNAL_FILE} that holds no experiment (it is empty, or its first "
+                       "event, experiment_created, is missing or damaged) beside other files such as trial "
+                       f"directories: the experiment's history is lost, and a run would start a new experiment over "
+                       f"the old trials. Restore {JOURNAL_FILE} from a backup, or move '{directory}' away (or set "
+                       "experiment_dir to a new directory) to start afresh")
     if not directory.is_dir() or not _creation_may_start(directory):
         raise HpoError(f"'{directory}' exists and is not an hpc_hpo experiment; "
                        "choose another experiment_dir or empty it")
+    owner = directory.stat().st_uid
+    if owner != os.geteuid():
+        raise HpoError(f"'{directory}' exists and belongs to another user (uid {owner}); hpc_hpo creates an "
+                       "experiment only in a directory of yours: choose another experiment_dir, or a new path "
+                       "that hpc_hpo creates")
+
+
+def has_experiment(directory: Path) -> bool:
+    """Whether the directory's journal holds an experiment: its first event is a sound experiment_created.
+    Only the first event is read. An empty journal (a creation killed before its first line, or a journal
+    emptied by accident) holds none."""
+    first = _first_event(directory / JOURNAL_FILE)
+    return isinstance(first, dict) and first.get("type") == "experiment_created" and ExperimentState().apply(first)
+
+
+def _first_event(journal: Path) -> dict[str, Any] | None:
+    """The journal's first complete, well-formed event; None if it has none or is no regular file."""
+    if not journal.is_file():
+        return None
+    try:
+        events = iter_events(journal)
+    except (OSError, HpoError):
+        return None
+    try:
+        return next(events, None)
+    finally:
+        events.close()
 
 
 def make_experiment_dir(directory: Path) -> None:
@@ -98,6 +150,8 @@ def make_experiment_dir(directory: Path) -> None:
 def _creation_may_start(directory: Path) -> bool:
     """Empty, or holding only what a creation killed before its first journal line leaves (and the lease)."""
     leftovers = {CONFIG_FILE, "trials", "journal.lock", LEASE_LOCK, LEASE_FILE, LEASE_FILE + ".tmp"}
+    if _first_event(directory / JOURNAL_FILE) is None:
+        leftovers.add(JOURNAL_FILE)  # created, but killed (or a full disk) before its first line was written
     names = {entry.name for entry in directory.iterdir()}
     trials = directory / "trials"
     return names <= leftovers and not (trials.is_dir() and any(trials.iterdir()))
@@ -118,7 +172,7 @@ def check_resume(config: ExperimentConfig) -> list[dict[str, Any]]:
 def _resume_changes(config: ExperimentConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """check_resume's changes, and the journal's config_changed and experiment_ended events they follow."""
     directory = config.experiment_dir
-    if not (directory / JOURNAL_FILE).exists():
+    if not has_experiment(directory):  # a new experiment, or one check_experiment_dir refuses
         return [], []
     history = list(_journal_events(directory / JOURNAL_FILE, ("config_changed", "experiment_ended")))
     before = effective_config(directory, history)
@@ -273,6 +327,11 @@ def _shown(change: dict[str, Any], side: str) -> str:
     return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 3] + "..."
 
 
+class LeaseLost(HpoError):
+    """This driver no longer holds its experiment's lease: another driver took over, or may have. It stops at
+    once and writes nothing more (no journal line, no cancel of runs that are the other driver's now)."""
+
+
 class DriverLease:
     """One driver per experiment: an exclusive lock held while the driver lives, plus who holds it.
 
@@ -280,7 +339,12 @@ class DriverLease:
     over without anyone deleting files; a live driver makes a second one refuse, naming it.
     A lock is only as good as the filesystem's: where locks do not reach between the machines (or
     mounts) sharing the directory, the lease file's heartbeat still shows a live driver, and the
-    second one refuses to start rather than run the experiment twice.
+    second one refuses to start rather than run the experiment twice. The heartbeat is a thread of
+    its own from acquisition on, so a long replay or sweep does not silence it. A driver whose
+    heartbeat was silent anyway (the process stopped or stalled, its lease file not writable) for
+    long enough that another driver may have taken over, or whose lease file names another holder,
+    has lost the lease: `check`, called before each journal append, says so, and the driver stops
+    without writing anything more.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -288,7 +352,13 @@ class DriverLease:
         self.lock = FileLock(str(directory / LEASE_LOCK), timeout=0)
         self.info_path = directory / LEASE_FILE
         self.info: dict[str, Any] = {}
-        self.last_beat = 0.0
+        self.last_beat = 0.0  # monotonic time of the last beat written
+        self.lost: str | None = None  # why this driver no longer holds the lease
+        self._guard = threading.Lock()  # the heartbeat thread and the driver's checks take turns
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._write_error: str | None = None  # why the last beat could not be written
+        self._id: str | None = None
 
     def acquire(self) -> None:
         try:
@@ -307,27 +377,108 @@ class DriverLease:
                                f"{_describe(holder)} is running it (its heartbeat goes on): file locks on this "
                                f"filesystem do not exclude between the machines or mounts that share it; stop that "
                                f"driver, and {LOCK_ADVICE}")
-        except HpoError:
+            self.info = {"host": os.uname().nodename, "pid": os.getpid(),
+                         "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+                         "token": uuid.uuid4().hex, "beat": 1}
+            known = _frozen_id(self.directory)
+            if known is not None:
+                self.info["experiment_id"] = known
+            _write_atomically(self.info_path, json.dumps(self.info) + "\n")
+        except (HpoError, OSError):
             self.lock.release()
             raise
-        self.info = {"host": os.uname().nodename, "pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                     "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "beat": 0}
-        self.beat(force=True)
+        self.last_beat = time.monotonic()
+        self._thread = threading.Thread(target=self._heartbeat, name="hpc-hpo lease heartbeat", daemon=True)
+        self._thread.start()
 
-    def beat(self, force: bool = False) -> None:
-        """Rewrite the lease file every HEARTBEAT_S: a driver that finds it changing knows this one lives."""
-        now = time.monotonic()
-        if force or now - self.last_beat >= HEARTBEAT_S:
-            self.info["beat"] += 1
-            _write_atomically(self.info_path, json.dumps(self.info) + "\n")
-            self.last_beat = now
+    @property
+    def experiment_id(self) -> str:
+        """The experiment's own id (see experiment_id), read once per driver run."""
+        if self._id is None:
+            self._id = experiment_id(self.directory)
+        return self._id
+
+    def check(self, on_lost: Callable[[], None] | None = None) -> None:
+        """Raise LeaseLost unless this driver still holds the lease; on_lost is called first (the driver
+        leaves the runs alone: they are the next driver's)."""
+        with self._guard:
+            if self.lost is None:
+                self._judge(self._read())
+        if self.lost is not None:
+            if on_lost is not None:
+                on_lost()
+            raise LeaseLost(self.lost)
 
     def release(self) -> None:
-        try:
-            _write_atomically(self.info_path, json.dumps({**self.info, "released": True}) + "\n")
-        except OSError:  # a full disk: the lock below is what frees the experiment
-            pass
+        """Stop beating and free the experiment; a lost lease is not written (it is another driver's now)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._guard:
+            if self.lost is None and self.info:
+                try:
+                    _write_atomically(self.info_path, json.dumps({**self.info, "released": True}) + "\n")
+                except OSError:  # a full disk: the lock below is what frees the experiment
+                    pass
         self.lock.release()
+
+    def _heartbeat(self) -> None:
+        """Every HEARTBEAT_S: rewrite the lease file (a driver that finds it changing knows this one lives),
+        unless the lease is lost; then beat no more."""
+        while not self._stop.wait(HEARTBEAT_S):
+            with self._guard:
+                if self._stop.is_set() or self.lost is not None:
+                    return
+                self._judge(self._read())
+                if self.lost is not None:
+                    return
+                self._beat()
+
+    def _beat(self) -> None:
+        self.info["beat"] += 1
+        try:
+            _write_atomically(self.info_path, json.dumps(self.info) + "\n")
+        except OSError as exc:  # not visible to anyone: as if this beat never came
+            self._write_error = exc.strerror or str(exc)
+            return
+        now = time.monotonic()
+        if now - self.last_beat > LOST_AFTER_S:
+            # Written too late (the write stalled, or the process stopped in it): it may have replaced
+            # the lease of a driver that took over meanwhile, which then stops too. Two stopped drivers
+            # are a rerun; two running ones would be a damaged experiment.
+            self._lose(None, now - self.last_beat)
+            return
+        self.last_beat, self._write_error = now, None
+
+    def _judge(self, holder: dict[str, Any] | None) -> None:
+        """Lost when the lease file names another driver, or when this one was silent for so long that
+        another driver may have decided to take over (it waits TAKEOVER_S; we give up after LOST_AFTER_S)."""
+        silent = time.monotonic() - self.last_beat
+        other = holder if holder is not None and holder.get("token") != self.info.get("token") else None
+        if other is not None or silent > LOST_AFTER_S:
+            self._lose(other, silent)
+
+    def _lose(self, other: dict[str, Any] | None, silent: float) -> None:
+        why = (f"its lease heartbeat was silent for {silent:.0f} s ("
+               + (f"its lease file could not be written: {self._write_error}" if self._write_error
+                  else "the driver was stopped or stalled") + ")")
+        leaving = ("it stopped without writing anything more (no journal line, no cancel) and leaves the running "
+                   "trials to")
+        if other is not None:
+            self.lost = (f"this driver lost the lease of experiment '{self.directory}' to {_describe(other)}, which "
+                         f"took it over{' after ' + why if silent > LOST_AFTER_S else ''}; {leaving} that driver")
+        else:
+            self.lost = (f"this driver may have lost the lease of experiment '{self.directory}': {why}, and "
+                         f"another driver may take an experiment over after {TAKEOVER_S:g} s; {leaving} whichever "
+                         "driver runs it now. If none does, run the same command again to resume")
+
+    def _read(self) -> dict[str, Any] | None:
+        """The lease file as it is (released or not); None if it cannot be read now."""
+        try:
+            info = json.loads(self.info_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return info if isinstance(info, dict) else None
 
     def _check_lock_excludes(self) -> None:
         """A second open of the lock file must not get the lock this process holds (it does on some FUSE mounts)."""
@@ -342,11 +493,8 @@ class DriverLease:
                        f"the same file was granted; {LOCK_ADVICE}")
 
     def _holder(self) -> dict[str, Any] | None:
-        try:
-            info = json.loads(self.info_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return info if isinstance(info, dict) and not info.get("released") else None
+        info = self._read()
+        return info if info is not None and not info.get("released") else None
 
 
 def _describe(holder: dict[str, Any] | None) -> str:
@@ -357,13 +505,13 @@ def _describe(holder: dict[str, Any] | None) -> str:
 
 def _still_running(holder: dict[str, Any], info_path: Path) -> bool:
     """Whether the driver a lease file names lives: a dead pid on this host, or an ended Slurm job, says no
-    at once; otherwise its heartbeat must change within a few beats."""
+    at once; otherwise its heartbeat must change within TAKEOVER_S (a few beats)."""
     if holder.get("host") == os.uname().nodename:
         if holder.get("pid") == os.getpid() or not _pid_alive(holder.get("pid")):
             return False
     elif holder.get("slurm_job_id") and not _slurm_job_running(str(holder["slurm_job_id"])):
         return False
-    deadline = time.monotonic() + HEARTBEAT_S * 2.5
+    deadline = time.monotonic() + TAKEOVER_S
     while time.monotonic() < deadline:
         time.sleep(HEARTBEAT_S / 4)
         try:
@@ -402,6 +550,60 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def identity_line() -> str:
+    """The first line of a new experiment's experiment.yaml: an id of its own, drawn at creation. A comment,
+    so that the file still reads as the config it froze (a run may be given it; a resume compares with it)."""
+    return f"# experiment_id: {uuid.uuid4().hex}  (names the experiment's runs and jobs, whatever path reaches it)\n"
+
+
+def experiment_id(directory: Path) -> str:
+    """The experiment's own id, the same through every path or mount point that reaches it (DESIGN.md,
+    Lifecycle): run tags and job names made from it find the runs again from anywhere.
+
+    Frozen in experiment.yaml at creation. An experiment created before that has none: its id is derived
+    once, from the directory's resolved path, which is what that version's run tags hashed (so the runs
+    it left are still re-adopted when the first new driver reaches it the same way), and kept in
+    experiment.id from then on, whatever path reaches the experiment later.
+    """
+    frozen = _frozen_id(directory)
+    if frozen is not None:
+        return frozen
+    if not (directory / CONFIG_FILE).is_file():
+        raise HpoError(f"'{directory}' holds no experiment ({CONFIG_FILE} is missing); give the directory a run "
+                       "created")
+    derived = hashlib.sha1(str(directory.resolve()).encode()).hexdigest()
+    temporary = directory / f"{ID_FILE}.{os.getpid()}.tmp"
+    try:
+        temporary.write_text(derived + "\n", encoding="utf-8")
+        os.link(temporary, directory / ID_FILE)  # whole or not at all, and only the first one to get there
+    except FileExistsError:
+        pass
+    except OSError:  # a read-only directory: derived again next time
+        return derived
+    finally:
+        try:
+            temporary.unlink(missing_ok=True)
+        except OSError:
+            pass
+    return _frozen_id(directory) or derived
+
+
+def _frozen_id(directory: Path) -> str | None:
+    """The id experiment.yaml's first line holds, else the one derived for an older experiment; None: none yet."""
+    try:
+        with open(directory / CONFIG_FILE, encoding="utf-8") as handle:
+            match = ID_LINE.match(handle.readline())
+    except (OSError, UnicodeDecodeError):
+        match = None
+    if match:
+        return match.group(1)
+    try:
+        text = (directory / ID_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if re.fullmatch(r"[0-9a-f]{8,64}", text) else None
+
+
 def write_trial_config(trial_dir: Path, config: dict[str, Any]) -> None:
     trial_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     (trial_dir / "checkpoint").mkdir(exist_ok=True, mode=0o700)
@@ -416,4 +618,7 @@ def find_experiment(argument: str) -> Path:
     if not (path / JOURNAL_FILE).is_file():
         raise HpoError(f"'{argument}' is not an experiment directory (no {JOURNAL_FILE} in it); "
                        "give the directory a run created, or its config file")
+    if not has_experiment(path):
+        raise HpoError(f"'{argument}' has a {JOURNAL_FILE} that holds no experiment (it is empty, or its first "
+                       f"event, experiment_created, is missing or damaged); restore it from a backup")
     return path

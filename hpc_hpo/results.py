@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from typing import Any, TextIO
 
@@ -41,12 +42,24 @@ def _cell(value: Any) -> str:
 
 
 def best_as_dict(state: ExperimentState) -> dict[str, Any] | None:
+    """The best trial as plain JSON data: a value JSON has no number for (a diverged trial's -inf, a
+    config's inf) is the string "inf", "-inf" or "nan", so that `best --json` is valid JSON."""
     best = state.best_trial()
     if best is None:
         return None
-    return {"trial_id": best.trial_id, "metric": state.metric, "mode": state.mode, "value": best.best_value,
-            "resource_name": state.resource, "resource": best.best_resource, "state": best.state,
-            "config": best.config}
+    return _json_safe({"trial_id": best.trial_id, "metric": state.metric, "mode": state.mode,
+                       "value": best.best_value, "resource_name": state.resource, "resource": best.best_resource,
+                       "state": best.state, "config": best.config})
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 def best_text(state: ExperimentState) -> str:

@@ -1,12 +1,15 @@
 """Experiment state as a fold over journal events: the driver, `status`, `best` and `export` all use it."""
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .journal import iter_events
+
+log = logging.getLogger(__name__)
 
 # Trial states. A trial whose stop/complete decision is taken keeps that state when its process ends.
 PENDING, RUNNING, PAUSED = "pending", "running", "paused"
@@ -15,6 +18,8 @@ PENDING, RUNNING, PAUSED = "pending", "running", "paused"
 INTERRUPTED = "interrupted"
 STOPPED, COMPLETED, FINISHED, FAILED, CANCELLED = "stopped", "completed", "finished", "failed", "cancelled"
 ENDED_STATES = (STOPPED, COMPLETED, FINISHED, FAILED, CANCELLED)
+TRIAL_STATES = (PENDING, RUNNING, PAUSED, INTERRUPTED, *ENDED_STATES)
+DECISIONS = ("continue", "stop", "pause", "promote", "complete")
 
 
 @dataclass(slots=True)  # slots: a long experiment keeps many of these
@@ -40,6 +45,9 @@ class TrialState:
     resume_from: float = 0
     failures: int = 0  # runs that failed and were retried
     requeues: int = 0  # runs the cluster ended (preempted, node failure, time limit) and that were resubmitted
+    # (kind code, t) of each event folded into this trial besides its creation and reports, flat: an exact
+    # repeat of a line is recognised by these. A few per trial; reports need none (their resource says it).
+    marks: tuple[Any, ...] = ()
 
 
 @dataclass(slots=True)
@@ -69,12 +77,59 @@ class ExperimentState:
     run_start: float | None = None
     last_t: float | None = None
     allocation_end: float | None = None  # when the latest run's allocation ends (unix seconds), if it has an end
+    # Damaged and repeated journal lines: each kind is warned about once, and how many were skipped.
+    warned: set[str] = field(default_factory=set)
+    skipped: int = 0
+    # (type, t) of the events that name no trial (runs, ends, config changes): few, kept to spot repeats.
+    seen: set[tuple[str, float]] = field(default_factory=set)
 
-    def apply(self, event: dict[str, Any]) -> None:
-        handler = getattr(self, "_on_" + str(event.get("type")), None)
+    def apply(self, event: Any) -> bool:
+        """Fold one event in. A damaged event (a field missing or of the wrong type, an unknown trial) or a
+        repeated one (the same line again, a second trial_created, a report at a resource the trial has)
+        changes nothing and returns False, with one warning per kind: the journal is read by every
+        command and every resume, so one bad line must never stop them."""
+        problem = _problem(event)
+        if problem is not None:
+            return self._skip(problem, "skipped a damaged journal event", event)
+        kind, t, trial_id = event["type"], event["t"], event.get("trial_id")
+        trial = self.trials.get(trial_id) if kind in _TRIAL_EVENTS else None
+        if kind == "trial_created":
+            if trial is not None:
+                return self._skip("trial_created for a trial that exists", "ignored a repeated journal event", event)
+        elif kind == "report":
+            if trial is None:
+                return self._skip("report for a trial the journal never created", "skipped a journal event", event)
+            if trial.last_resource is not None and float(event["resource"]) <= trial.last_resource:
+                return self._skip("report at a resource the trial has", "ignored a repeated journal event", event)
+        elif kind in _TRIAL_EVENTS:
+            if trial is None:
+                return self._skip(f"{kind} for a trial the journal never created", "skipped a journal event", event)
+            code = _TRIAL_EVENTS[kind]
+            marks = trial.marks
+            if any(marks[i] == code and marks[i + 1] == t for i in range(0, len(marks), 2)):
+                return self._skip(f"repeated {kind}", "ignored a repeated journal event", event)
+            trial.marks = marks + (code, t)
+        elif kind == "experiment_created" and self.created_at is not None:  # an experiment is created once
+            return self._skip("a second experiment_created", "ignored a journal event", event)
+        else:
+            key = (kind, t)
+            if key in self.seen:
+                return self._skip(f"repeated {kind}", "ignored a repeated journal event", event)
+            self.seen.add(key)
+        handler = getattr(self, "_on_" + kind, None)
         if handler is not None:
             handler(event)
-        self.last_t = event.get("t", self.last_t)
+        self.last_t = t
+        return True
+
+    def _skip(self, kind: str, what: str, event: Any) -> bool:
+        self.skipped += 1
+        if kind not in self.warned:
+            self.warned.add(kind)
+            shown = repr(event)
+            log.warning("journal: %s (%s): %s; such events are left out of the state",
+                        what, kind, shown if len(shown) <= 200 else shown[:197] + "...")
+        return False
 
     def time_used(self) -> float:
         """Seconds the driver has run this experiment, over all runs (what budget.max_time limits)."""
@@ -181,6 +236,114 @@ class ExperimentState:
 
     def count(self, *states: str) -> int:
         return sum(1 for t in self.trials.values() if t.state in states)
+
+
+_BIG = 2 ** 1000  # an integer beyond this does not fit in a float
+
+
+def _number(value: Any) -> bool:
+    """A number JSON holds (not a bool; numpy's float64 is a float); NaN and infinities included: a diverged
+    trial reports them."""
+    if isinstance(value, float):
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and -_BIG < value < _BIG
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return value - value == 0
+    return isinstance(value, int) and not isinstance(value, bool) and -_BIG < value < _BIG
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _maybe(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+def _names(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(name, str) for name in value)
+
+
+_Check = Callable[[Any], bool]
+_DECISION_SET, _STATE_SET = frozenset(DECISIONS), frozenset(TRIAL_STATES)
+_EXIT: dict[str, _Check] = {"exit_code": _maybe(lambda v: isinstance(v, int) and not isinstance(v, bool)),
+                             "reason": _maybe(_text)}
+# What the fold and a replaying driver read of each event type: (required fields, optional fields), each with
+# the check its value must pass. Every event also needs a finite number `t`; trial events a string trial_id.
+_FIELDS: dict[str, tuple[dict[str, _Check], dict[str, _Check]]] = {
+    "experiment_created": ({"name": _text, "metric": _text, "mode": lambda v: v in ("min", "max"),
+                            "resource": _text, "params": _names}, {"combined": _names}),
+    "trial_created": ({"index": _count, "config": lambda v: isinstance(v, dict)},
+                      {"bracket": _count, "target": _maybe(_finite), "resume_from": _finite,
+                       "parent": _text, "replaces": _text}),
+    "trial_resumed": ({"resume_from": _finite, "target": _finite}, {}),
+    "trial_started": ({"handle": _text}, {}),
+    "trial_adopted": ({"handle": _text}, {}),
+    "trial_retry": ({}, {**_EXIT, "resume_from": _finite, "target": _finite}),
+    "trial_interrupted": ({}, {**_EXIT, "resume_from": _finite, "target": _finite}),
+    "trial_paused": ({}, {"exit_code": _EXIT["exit_code"]}),
+    "report": ({"resource": lambda v: _finite(v) and v > 0, "value": _number, "elapsed_s": _number,
+                "decision": lambda v: isinstance(v, str) and v in _DECISION_SET},
+               {"target": _finite, "metrics": _maybe(lambda v: isinstance(v, dict))}),
+    "trial_ended": ({"state": lambda v: isinstance(v, str) and v in _STATE_SET}, _EXIT),
+    "allocation_end": ({"end": _finite}, {}),
+    "experiment_ended": ({"reason": _text}, {"final": lambda v: isinstance(v, bool)}),
+}
+# Event types about one trial, each with a small code for TrialState.marks.
+_TRIAL_EVENTS = {kind: code for code, kind in enumerate(
+    ("trial_created", "trial_resumed", "trial_started", "trial_adopted", "trial_retry", "trial_interrupted",
+     "trial_paused", "report", "trial_ended"))}
+_ABSENT: Any = object()
+# The same table as one tuple of (field, check, required) per type, walked once per event (a million in a long
+# experiment's journal).
+_CHECKS: dict[str, tuple[tuple[str, _Check, bool], ...]] = {
+    kind: ((("trial_id", _text, True),) if kind in _TRIAL_EVENTS else ())
+    + tuple((name, check, True) for name, check in required.items())
+    + tuple((name, check, False) for name, check in optional.items())
+    for kind, (required, optional) in _FIELDS.items()}
+
+
+def _sound_report(event: dict[str, Any]) -> bool:
+    """A plain report as the driver writes most of them (decision 'continue', no target, no metrics): the
+    rules of _CHECKS["report"] for the common case in one expression. False means: check it in full."""
+    resource, value, elapsed = event.get("resource"), event.get("value"), event.get("elapsed_s")
+    if not isinstance(event.get("trial_id"), str) or event.get("decision") != "continue":
+        return False
+    if "target" in event or "metrics" in event:
+        return False
+    return (_finite(resource) and resource > 0) and _number(value) and _number(elapsed)
+
+
+def _problem(event: Any) -> str | None:
+    """What is wrong with an event, as a kind of damage to warn about once; None if the fold can take it."""
+    if not isinstance(event, dict):
+        return "not a JSON object"
+    kind = event.get("type")
+    if not isinstance(kind, str):
+        return "no event type"
+    if not _finite(event.get("t", _ABSENT)):
+        return f"{kind} without a time 't'"
+    if kind == "report" and _sound_report(event):  # most events are reports: the common case in one go
+        return None
+    for name, check, required in _CHECKS.get(kind, ()):
+        value = event.get(name, _ABSENT)
+        if value is _ABSENT:
+            if required:
+                return f"{kind} without '{name}'"
+        elif not check(value):
+            return f"{kind} with a bad '{name}'"
+    if kind == "trial_created" and "parent" in event and ("replaces" not in event or "resume_from" not in event):
+        return "trial_created of a PBT child without 'replaces' or 'resume_from'"
+    if kind == "report" and event["decision"] == "promote" and "target" not in event:
+        return "report promoting without 'target'"
+    return None
 
 
 def fold(events: Iterable[dict[str, Any]]) -> ExperimentState:

@@ -13,9 +13,11 @@ whose checkpoint it has saved, and the next driver resumes it from there.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import stat
 import sys
 import time
 import warnings
@@ -24,6 +26,7 @@ from typing import Any
 
 TRIAL_DIR_ENV = "HPC_HPO_TRIAL_DIR"
 DECISION_FILE = "decision.json"
+METRICS_FILE = "metrics.jsonl"
 # Written by a driver that stops gracefully (a signal, a budget, the allocation's end): the run should
 # save and exit at its next report. One stat per report is all it costs a trial.
 INTERRUPT_FILE = "interrupt"
@@ -86,12 +89,32 @@ def record(metrics: dict[str, Any]) -> str:
         return "continue"
     if _rank() == 0:  # in a multi-task trial every rank may call report(); one line per report is kept
         line = json.dumps({**{k: _plain(v) for k, v in metrics.items()}, "t": time.time()})
-        with open(directory / "metrics.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-            handle.flush()
+        _append(directory / METRICS_FILE, (line + "\n").encode("utf-8"))
     if os.path.exists(directory / INTERRUPT_FILE):
         return "pause"
     return _await_verdict(directory, metrics)
+
+
+def _append(path: Path, data: bytes) -> None:
+    """Append to the trial's file, never through a symbolic link: one put there (by the program, or anyone
+    who can write the trial directory) could send the line into any file this process may write."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     0o666)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        from .errors import HpoError
+        raise HpoError(f"{path} is a symbolic link; reports are not written through one (it may point anywhere): "
+                       "remove it and report again") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            from .errors import HpoError
+            raise HpoError(f"{path} is not a regular file; remove it and report again")
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)  # close() is what makes the line visible to the driver on another NFS client
 
 
 # Where launchers put a task's rank: srun, PMI-based MPI, Open MPI, torchrun.

@@ -13,6 +13,7 @@ import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,14 @@ class LaunchSpec:
 
 
 RUNNING, EXITED = "running", "exited"
+
+
+class SubmitLater(Exception):
+    """The batch system refused a submission for now (a per-user submit limit): try again later, not a failure."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 # Set in every trial's environment; a resumed driver finds the processes of a run by it.
 RUN_TAG_ENV = "HPC_HPO_RUN_TAG"
 
@@ -94,6 +103,10 @@ class Backend(ABC):
         looked for by its tag; a handle is checked against the tag before anything is ended.
         """
 
+    def usable_slots(self) -> int | None:
+        """How many trials fit now, when that can shrink while the driver runs (nodes lost); None: as set up."""
+        return None
+
     def allocation_end(self) -> float | None:
         """When the allocation the trials run in ends (unix seconds), or None: no allocation, or no end."""
         return None
@@ -108,6 +121,13 @@ class Backend(ABC):
 
 # Runs the driver cannot wait for itself (adopted after a restart) are followed by this file.
 RECORD_EXIT = Path(__file__).with_name("record_exit.py")
+
+
+def open_for_append(path: Path) -> BinaryIO:
+    """A trial's log opened to append, never through a symlink: a trial (or anyone who can write its
+    directory) must not make the driver, often root on a test cluster, append to another file."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    return os.fdopen(fd, "ab")
 
 
 def exit_marker(trial_dir: Path, tag: str) -> Path:
@@ -137,6 +157,11 @@ def leads_group(pid: int) -> bool:
         return False
 
 
+def orphan_note(exit_file: Path) -> Path:
+    """Written by record_exit.py beside the exit marker when it ended its run because no driver beat any more."""
+    return exit_file.with_suffix(".orphaned")
+
+
 @dataclass
 class WatchedRun:
     """A run started as a local process group (a trial, or the srun of a step) under record_exit.py."""
@@ -146,29 +171,72 @@ class WatchedRun:
     exit_file: Path
     process: subprocess.Popen[bytes] | None = None  # set when this driver started it
     kill_at: float | None = None  # when SIGTERM turns into SIGKILL
+    # The run's process group: the wrapper's pid, as it leads the group. Its trial processes stay in it
+    # when the wrapper dies, and are found there (by their tag) to be ended.
+    pgid: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.pgid is None:
+            self.pgid = self.pid
 
     def status(self) -> JobStatus:
         """Its own child is waited for; an adopted run lives while its tagged pid does, then its marker tells."""
         if self.process is not None:
             code = self.process.poll()
-            return JobStatus(RUNNING) if code is None else JobStatus(EXITED, code)
+            return JobStatus(RUNNING) if code is None else self._ended(code)
         if self.pid is not None and processes_tagged(self.tag, [self.pid]):
             return JobStatus(RUNNING)
         code = read_exit_marker(self.exit_file)
         if code is not None:
-            return JobStatus(EXITED, code)
+            return self._ended(code)
         return JobStatus(EXITED, None, "the run ended while no driver watched it, leaving no exit status",
                          resubmit=True)
 
+    def _ended(self, code: int) -> JobStatus:
+        """An exit; one its wrapper caused because no driver beat (record_exit.py) is the cluster's, not the trial's."""
+        if code != 0:
+            try:
+                why = orphan_note(self.exit_file).read_text(encoding="utf-8", errors="replace").strip()
+            except OSError:
+                why = ""
+            if why:
+                return JobStatus(EXITED, code, why, resubmit=True)
+        return JobStatus(EXITED, code)
+
     def signal_group(self, sig: signal.Signals) -> None:
-        """Signal the run's process group; an adopted pid only while its tag proves it is still the run's
-        (a recycled pid belongs to some other program, which must not be touched)."""
-        if self.pid is None or (self.process is None and not processes_tagged(self.tag, [self.pid])):
+        """Signal the run's process group while its leader (the wrapper) is this driver's child or carries
+        the run's tag. Once the wrapper is gone, each process left in the group is signalled only if its
+        environment carries the tag: a recycled pid or group id belongs to some other program, which must
+        not be touched, but the trial a dead wrapper left must not run on beside the run's retry."""
+        if self.pgid is None:
             return
+        if self.process is not None or (self.pid is not None and processes_tagged(self.tag, [self.pid])):
+            try:
+                os.killpg(self.pgid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+            return
+        for pid in processes_tagged(self.tag, group_members(self.pgid)):
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def group_members(pgid: int) -> list[int]:
+    """The local processes in this process group (from /proc/<pid>/stat)."""
+    members = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
         try:
-            os.killpg(self.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+            stat = Path(f"/proc/{name}/stat").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()  # state, ppid, pgrp, ... after "pid (comm) "
+        if len(fields) > 2 and fields[2] == str(pgid).encode():
+            members.append(int(name))
+    return members
 
 
 def processes_tagged(tag: str, candidates: list[int] | None = None) -> list[int]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..errors import BackendError, ConfigError
+from ..errors import BackendError, ConfigError, show_text
 from .base import (EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, WatchedRun, exit_marker, leads_group,
                    processes_tagged, read_exit_marker)
 from .commands import CommandError
@@ -27,6 +27,11 @@ TEMPLATE_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 TEMPLATE_FIELDS = ("environment", "workdir", "command", "exit_file", "job_name", "trial_dir")
 # Poll pacing never waits longer than this between two looks, however often the command failed.
 MAX_POLL_BACKOFF_S = 300.0
+# What a job script's `export NAME=...` line can hold: a shell identifier (an exported bash function is
+# BASH_FUNC_name%%, and a name may hold anything but '=' and NUL), a value on one line.
+SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The sets of skipped variables already warned about: said once per driver, not once per trial.
+_warned_skips: set[frozenset[str]] = set()
 
 
 def submit_once(submit: Callable[[], str], find_submitted: Callable[[], list[str]],
@@ -48,12 +53,36 @@ def submit_once(submit: Callable[[], str], find_submitted: Callable[[], list[str
 
 
 def trial_environment(export: tuple[str, ...], spec: LaunchSpec, source: dict[str, str]) -> dict[str, str]:
-    """The environment a trial gets: the listed variables of the driver's (or ALL), then the trial's own."""
-    env = dict(source) if export == ("ALL",) else {name: source[name] for name in export if name in source}
+    """The environment a trial gets: the listed variables of the driver's (or ALL), then the trial's own.
+
+    With ALL, the driver's variables a job script cannot carry are skipped with one warning: exported
+    shell functions (BASH_FUNC_which%%, Lmod's ml, usual on RHEL-family clusters; their values hold
+    newlines), names that are not shell identifiers ('A;touch X;B' would run as code), values with
+    line breaks. The same in every mode, so that a trial sees the same environment under sbatch and srun."""
+    if export == ("ALL",):
+        env = {name: value for name, value in source.items() if scriptable(name, value)}
+        _warn_skipped(sorted(set(source) - set(env)))
+    else:
+        env = {name: source[name] for name in export if name in source}
     env.update(spec.env)
     env[RUN_TAG_ENV] = spec.tag
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def scriptable(name: str, value: str) -> bool:
+    """Whether `export NAME=value` can carry this variable into a job script."""
+    return SHELL_NAME.fullmatch(name) is not None and "\n" not in value and "\r" not in value and "\0" not in value
+
+
+def _warn_skipped(names: list[str]) -> None:
+    if not names or frozenset(names) in _warned_skips:
+        return
+    _warned_skips.add(frozenset(names))
+    shown = ", ".join(show_text(name, 40) for name in names[:5]) + (", ..." if len(names) > 5 else "")
+    log.warning("export: ALL skipped %d of the driver's environment variables that no job script can carry "
+                "(exported shell functions, names that are not shell identifiers, values with line breaks): %s",
+                len(names), shown)
 
 
 def program_argv(spec: LaunchSpec, nodes_flag: str | None) -> list[str]:
@@ -95,6 +124,9 @@ def template_values(spec: LaunchSpec, env: dict[str, str], exit_file: Path, comm
     read as shell code. `command` is a line the caller built (with script_argv); the job name is the
     tag unless the batch system needs a shorter one."""
     for name, value in env.items():
+        if SHELL_NAME.fullmatch(name) is None:
+            raise BackendError(f"environment variable {show_text(name, 80)!r} is not a shell variable name; "
+                               "it cannot enter a job script")
         if "\0" in value or "\n" in value:
             raise BackendError(f"environment variable {name} holds a newline or NUL byte; it cannot enter a job script")
     exports = "\n".join(f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items()))
@@ -151,6 +183,9 @@ def read_nodes(trial_dir: Path, tag: str) -> list[str]:
 @dataclass
 class GroupRun(WatchedRun):
     nodes: list[str] = field(default_factory=list)  # given back to the free pool when the run is over
+    # Where this run's part of the trial's appended logs begins (name -> byte offset): what srun and
+    # slurmstepd said about this run, not about an earlier one.
+    log_offsets: dict[str, int] = field(default_factory=dict)
 
 
 class NodeGroupBackend(Backend):
@@ -168,6 +203,14 @@ class NodeGroupBackend(Backend):
         self.all_nodes, self.free_nodes = list(nodes), list(nodes)
         self.runs: dict[str, GroupRun] = {}
         self.end_unknown_warned = False  # the allocation's end could not be read (said once)
+
+    def usable_slots(self) -> int:
+        return len(self.all_nodes) // self.nodes_per_eval
+
+    def drop_nodes(self, nodes: list[str]) -> None:
+        """Nodes that failed leave the pool for good (with salloc --no-kill the allocation goes on without them)."""
+        self.all_nodes = [n for n in self.all_nodes if n not in nodes]
+        self.free_nodes = [n for n in self.free_nodes if n not in nodes]
 
     def slots(self, requested: int) -> int:
         fit = len(self.all_nodes) // self.nodes_per_eval

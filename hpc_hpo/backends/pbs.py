@@ -35,7 +35,7 @@ from pathlib import Path
 from ..config import ExperimentConfig, PbsSpec
 from ..errors import BackendError, ConfigError
 from .base import (EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, exit_marker, processes_tagged,
-                   read_exit_marker, recording_exit)
+                   open_for_append, read_exit_marker, recording_exit)
 from .batch import (TEMPLATE_FIELDS, GroupRun, NodeGroupBackend, PollClock, program_argv, render_trial_script,
                     script_argv, submit_once, template_values, trial_environment, write_nodes)
 from .pbs_output import (ACTIVE_STATES, PbsCommandError, PbsJob, find_job, job_name, only_missing_jobs,
@@ -362,7 +362,7 @@ class PbsAllocationBackend(NodeGroupBackend):
         try:
             # Which hosts the run holds, for a driver that re-adopts it after a restart.
             write_nodes(spec.trial_dir, spec.tag, hosts)
-            with open(spec.stdout, "ab") as out, open(spec.stderr, "ab") as err:
+            with open_for_append(spec.stdout) as out, open_for_append(spec.stderr) as err:
                 process = subprocess.Popen(argv, cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                            stderr=err, start_new_session=True)
         except OSError as exc:

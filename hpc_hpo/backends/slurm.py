@@ -24,12 +24,13 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ExperimentConfig, SlurmSpec
 from ..errors import BackendError, ConfigError
-from .base import EXITED, RUNNING, Backend, JobStatus, LaunchSpec, exit_marker, read_exit_marker, recording_exit
+from .base import (EXITED, RUNNING, Backend, JobStatus, LaunchSpec, SubmitLater, exit_marker, read_exit_marker,
+                   open_for_append, recording_exit)
 from .batch import (TEMPLATE_FIELDS, GroupRun, NodeGroupBackend, PollClock, program_argv, render_trial_script,
                     script_argv, submit_once, template_values, trial_environment, write_nodes)
 from .slurm_output import (ACTIVE_STATES, INVALID_JOB_ID, RESUBMIT_STATES, SACCT_FIELDS, SQUEUE_JOB_FORMAT,
@@ -42,6 +43,16 @@ log = logging.getLogger("hpc_hpo")
 TASK_COUNT_OPTIONS = ("-n", "--ntasks", "--ntasks-per-node", "--ntasks-per-gpu", "--ntasks-per-socket")
 # After this long missing from squeue and sacct alike, with no exit marker, a job counts as lost.
 LOST_AFTER_S = 300.0
+# What srun prints when a node of the step fails (it may still exit 0), and what slurmstepd writes into
+# a run's output when Slurm ends it: the cluster's doing, resubmitted from the checkpoint (max_requeues).
+NODE_FAILURE = re.compile(r"Node failure on (\S+)")
+SLURM_ENDED = (("DUE TO TIME LIMIT", "TIMEOUT"), ("DUE TO PREEMPTION", "PREEMPTED"),
+               ("DUE TO NODE FAILURE", "NODE_FAIL"))
+# sbatch's answers when a user has as many jobs queued as the site allows: wait for the queue to drain.
+SUBMIT_LIMITS = ("QOSMaxSubmitJobPerUserLimit", "AssocMaxSubmitJobLimit", "MaxSubmitJob",
+                 "Job violates accounting/QOS policy")  # the most telling first: it is what the user sees
+# The logs of a trial directory where Slurm and srun say why a run ended.
+RUN_LOGS = ("srun.log", "stderr", "slurm.out")
 
 
 def default_template() -> Path:
@@ -70,7 +81,9 @@ def srun_step_argv(settings: SlurmSpec, job_id: str, nodes: list[str], spec: Lau
 
 def sbatch_argv(settings: SlurmSpec, spec: LaunchSpec, script: Path) -> list[str]:
     """Options on the command line override the template's #SBATCH lines: what the config sets wins."""
-    argv = ["sbatch", "--parsable", f"--job-name={spec.tag}", f"--nodes={spec.nodes}", "--export=NONE",
+    # --no-requeue: after a node failure Slurm would run the job again by itself, unwatched, from the start;
+    # the driver resubmits it from the trial's checkpoint instead.
+    argv = ["sbatch", "--parsable", f"--job-name={spec.tag}", f"--nodes={spec.nodes}", "--export=NONE", "--no-requeue",
             f"--output={spec.trial_dir / 'slurm.out'}", f"--chdir={spec.cwd}"]
     for option, value in (("partition", settings.partition), ("account", settings.account),
                           ("time", settings.time_limit)):
@@ -122,38 +135,47 @@ class SlurmStepsBackend(NodeGroupBackend):
     def submit(self, spec: LaunchSpec) -> str:
         nodes = self._take_nodes(spec)
         exit_file = exit_marker(spec.trial_dir, spec.tag)
+        offsets = log_offsets(spec.trial_dir)
         # Which nodes the run holds, for a driver that re-adopts it after a restart.
         write_nodes(spec.trial_dir, spec.tag, nodes)
         argv = recording_exit(exit_file, srun_step_argv(self.settings, self.job_id, nodes, spec))
         env = trial_environment(self.settings.export, spec, dict(os.environ))
         try:
-            with open(spec.trial_dir / "srun.log", "ab") as srun_log:
+            with open_for_append(spec.trial_dir / "srun.log") as srun_log:
                 process = subprocess.Popen(argv, cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL,
                                            stdout=srun_log, stderr=srun_log, start_new_session=True)
         except OSError as exc:
             self.free_nodes += nodes
             raise BackendError(f"cannot start trial {spec.trial_id}: srun: {exc.strerror}") from None
-        return self._watch(process, spec, exit_file, nodes)
+        handle = self._watch(process, spec, exit_file, nodes)
+        self.runs[handle].log_offsets = offsets
+        return handle
 
     def poll(self, handles: list[str]) -> dict[str, JobStatus]:
         runs = {handle: self.runs.get(handle) for handle in handles}
         statuses = super().poll(handles)
         for handle, status in statuses.items():
             run = runs[handle]
-            # A step that failed although the driver did not end it: the program, or Slurm under it?
-            if run is not None and run.kill_at is None and status.state == EXITED and status.exit_code != 0:
-                statuses[handle] = self._judge_failed_step(run, status)
+            # A step that ended although the driver did not end it: the program, or Slurm under it?
+            if run is not None and run.kill_at is None and status.state == EXITED:
+                statuses[handle] = self._judge_step_end(run, status)
         return statuses
 
-    def _judge_failed_step(self, run: GroupRun, status: JobStatus) -> JobStatus:
-        """The allocation gone (time limit, revoked, scancel of the job) is nobody's failure; a step
-        cancelled from outside while the allocation lives (an administrator's scancel JOB.STEP) is the
-        cluster's doing too: resubmitted from the checkpoint. Anything else is the program's own failure.
-        One squeue, and only for steps that failed on their own."""
-        said = _step_output_tail(run.exit_file.parent)
-        if not self._allocation_running():
+    def _judge_step_end(self, run: GroupRun, status: JobStatus) -> JobStatus:
+        """The allocation gone (time limit, revoked, scancel of the job) is nobody's failure. A failed node
+        (srun says so, and may still exit 0) leaves the pool, and the run is resubmitted from its
+        checkpoint, as is a step cancelled from outside while the allocation lives (an administrator's
+        scancel JOB.STEP). Anything else is the program's own. One squeue, only for steps that failed."""
+        said = new_log_text(run.exit_file.parent, run.log_offsets)
+        failed_nodes = sorted(set(NODE_FAILURE.findall(said)))
+        if (failed_nodes or status.exit_code != 0) and not self._allocation_running():
             return dataclasses.replace(status, allocation_gone=True, reason=f"allocation {self.job_id} ended")
-        if "CANCELLED AT" in said and "DUE TO" not in said:
+        if failed_nodes:
+            self.drop_nodes(failed_nodes)
+            log.warning("node failure on %s: the allocation goes on without it", ", ".join(failed_nodes))
+            return dataclasses.replace(status, exit_code=status.exit_code or 1, resubmit=True,
+                                       reason=f"node failure on {', '.join(failed_nodes)} (NODE_FAIL)")
+        if status.exit_code != 0 and "CANCELLED AT" in said and "DUE TO" not in said:
             return dataclasses.replace(status, resubmit=True, reason="the step was cancelled from outside (scancel)")
         return status
 
@@ -186,8 +208,10 @@ class SlurmStepsBackend(NodeGroupBackend):
             self._scancel_steps(tag, job_id)
             return None
         adopted = self._adopt_here(handle, tag, trial_dir)
-        if adopted is None:
-            self._scancel_steps(tag)  # its srun is not on this host: nothing here can follow it
+        if adopted is None or self.runs[adopted].pid is None:
+            # Its srun is not on this host, or its wrapper is gone: nothing here can follow the step, and a
+            # step left running would write beside the trial's next run.
+            self._scancel_steps(tag)
         return adopted
 
     def cancel(self, handle: str) -> None:
@@ -234,6 +258,8 @@ class _Job:
     exit_file: Path
     submitted: float
     missing_since: float | None = None
+    cancelled: bool = False  # by this driver: an end it asked for, not the cluster's doing
+    log_offsets: dict[str, int] = field(default_factory=dict)  # see GroupRun.log_offsets
 
 
 class SlurmBatchBackend(Backend):
@@ -270,13 +296,20 @@ class SlurmBatchBackend(Backend):
         script = spec.trial_dir / f"{spec.tag}.sbatch"
         script.write_text(render_trial_script(self.template, script_values(self.settings, spec, env, exit_file),
                                               str(self.template_path)), encoding="utf-8")
+        offsets = log_offsets(spec.trial_dir)
         job_id = self._submit_once(sbatch_argv(self.settings, spec, script), spec.tag)
-        self.jobs[job_id] = _Job(spec.tag, exit_file, time.monotonic())
+        self.jobs[job_id] = _Job(spec.tag, exit_file, time.monotonic(), log_offsets=offsets)
         return job_id
 
     def _submit_once(self, argv: list[str], tag: str) -> str:
-        return submit_once(lambda: parse_sbatch_job_id(run_slurm(argv, env=_slurm_client_env())),
-                           lambda: self._jobs_named(tag), _transient, "sbatch")
+        try:
+            return submit_once(lambda: parse_sbatch_job_id(run_slurm(argv, env=_slurm_client_env())),
+                               lambda: self._jobs_named(tag), _transient, "sbatch")
+        except SlurmCommandError as exc:
+            limit = next((name for name in SUBMIT_LIMITS if name in exc.stderr), None)
+            if limit is None:
+                raise
+            raise SubmitLater(f"sbatch refused another job for now ({limit})") from None
 
     def poll(self, handles: list[str]) -> dict[str, JobStatus]:
         now = time.monotonic()
@@ -286,7 +319,7 @@ class SlurmBatchBackend(Backend):
             job = self.jobs.get(handle)
             code = read_exit_marker(job.exit_file) if job else None
             if code is not None:
-                statuses[handle] = JobStatus(EXITED, code)
+                statuses[handle] = self._judge_marker(job, code) if job else JobStatus(EXITED, code)
             elif handle in self.known:
                 statuses[handle] = self.known[handle]
             else:
@@ -300,6 +333,21 @@ class SlurmBatchBackend(Backend):
                 self.jobs.pop(handle, None)
                 self.known.pop(handle, None)
         return statuses
+
+    def _judge_marker(self, job: _Job, code: int) -> JobStatus:
+        """The job script's exit status says how srun ended, not why: a time limit, a preemption or a
+        node failure is in what slurmstepd wrote, and so is a cancel that did not come from this driver."""
+        if code == 0 or job.cancelled:
+            return JobStatus(EXITED, code)
+        said = new_log_text(job.exit_file.parent, job.log_offsets)
+        for message, state in SLURM_ENDED:
+            if message in said:
+                return JobStatus(EXITED, code, f"ended by Slurm ({state})", resubmit=True)
+        if NODE_FAILURE.search(said):
+            return JobStatus(EXITED, code, "ended by Slurm (NODE_FAIL)", resubmit=True)
+        if "CANCELLED AT" in said:
+            return JobStatus(EXITED, code, "the job was cancelled from outside (scancel)", resubmit=True)
+        return JobStatus(EXITED, code)
 
     def _refresh(self, handles: list[str], now: float) -> None:
         """One squeue for all; sacct for those squeue no longer lists; a failed call changes nothing."""
@@ -356,6 +404,7 @@ class SlurmBatchBackend(Backend):
     def cancel(self, handle: str) -> None:
         if handle not in self.jobs or not handle.isdigit():
             return
+        self.jobs[handle].cancelled = True
         try:
             run_slurm(["scancel", handle])
         except SlurmCommandError as exc:
@@ -401,17 +450,29 @@ class SlurmBatchBackend(Backend):
                 pass
 
 
-def _step_output_tail(trial_dir: Path) -> str:
-    """The last lines of srun's log and of the step's stderr, where srun and slurmstepd say why a step ended."""
+def log_offsets(trial_dir: Path) -> dict[str, int]:
+    """The sizes of a trial's appended logs now, before a run starts: its own part begins there."""
+    offsets = {}
+    for name in RUN_LOGS:
+        try:
+            offsets[name] = (trial_dir / name).stat().st_size
+        except OSError:
+            offsets[name] = 0
+    return offsets
+
+
+def new_log_text(trial_dir: Path, offsets: dict[str, int], limit: int = 4096) -> str:
+    """The last lines each log gained since the offsets: what srun and slurmstepd said about this run."""
     texts = []
-    for name in ("srun.log", "stderr"):
+    for name in RUN_LOGS:
         try:
             with open(trial_dir / name, "rb") as handle:
-                handle.seek(max(handle.seek(0, 2) - 2048, 0))
-                texts.append(handle.read().decode("utf-8", errors="replace"))
+                end = handle.seek(0, 2)
+                handle.seek(max(offsets.get(name, 0), end - limit))
+                texts.append("\n".join(handle.read().decode("utf-8", errors="replace").splitlines()[-8:]))
         except OSError:
             continue
-    return "\n".join(line for text in texts for line in text.splitlines()[-5:])
+    return "\n".join(texts)
 
 
 def _transient(exc: SlurmCommandError) -> bool:

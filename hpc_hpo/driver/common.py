@@ -28,6 +28,9 @@ BROKEN_PROGRAM_FAILURES = 5
 # Exit codes of `hpc-hpo run` beyond 0 (done, or stopped to be resumed) and 2 (bad input).
 EXIT_FAILED = 1  # the failure budget ran out, or the experiment ended without a single report
 EXIT_ALLOCATION_GONE = 75  # EX_TEMPFAIL: the allocation ended under the driver; resume in a new one
+# A refused submission (a per-user submit limit) is tried again after this, doubling up to the maximum.
+SUBMIT_WAIT_S = 2.0
+SUBMIT_WAIT_MAX_S = 60.0
 # How often the driver asks when its allocation ends (an administrator may move the end: scontrol update).
 ALLOCATION_CHECK_S = 15.0
 
@@ -52,7 +55,10 @@ def plain_number(value: float) -> float | int:
 def write_atomically(path: Path, text: str) -> None:
     """Readers see the old file or the new one, never half of one."""
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
+    # Not through a symlink someone left in the trial directory; os.replace swaps a link itself, not its target.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
     os.replace(temporary, path)
 
 

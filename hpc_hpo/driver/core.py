@@ -12,7 +12,6 @@ allocation's end) and resuming.py (replay and reconciliation); common.py holds w
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..backends import EXITED, Backend, JobStatus, LaunchSpec
+from ..backends.base import SubmitLater
 from ..config import ExperimentConfig
 from ..errors import HpoError
 from ..experiment import DriverLease, check_experiment_dir, make_experiment_dir, open_experiment, write_trial_config
@@ -36,8 +36,8 @@ from ..space import flag_argv
 from ..state import FAILED, FINISHED, STOPPED, ExperimentState, TrialState
 from ..worker import DECISION_FILE, INTERRUPT_FILE, TRIAL_DIR_ENV
 from .allocation import AllocationEnd
-from .common import (ENDING_CHECK_S, RUN_OVER, TRIAL_ID, LiveTrial, log, path_with_hpc_hpo, plain_number, stderr_tail,
-                     write_atomically)
+from .common import (ENDING_CHECK_S, RUN_OVER, SUBMIT_WAIT_MAX_S, SUBMIT_WAIT_S, TRIAL_ID, LiveTrial, log,
+                     path_with_hpc_hpo, plain_number, stderr_tail, write_atomically)
 from .resuming import Resuming
 from .stopping import Stopping
 
@@ -83,6 +83,9 @@ class Driver(Stopping, AllocationEnd, Resuming):
         self.paces: dict[str, float] = {}
         self.held_for_end = False
         spec = config.scheduler
+        # A submit limit was hit: when to try again, and how many refusals in a row (the pause doubles).
+        self.submit_again_at = 0.0
+        self.submit_refusals = 0
         self.levels = rung_levels(config.resource.max, spec.grace_period, spec.reduction_factor, spec.rung_levels)
 
     # ------------------------------------------------------------------ public
@@ -145,10 +148,9 @@ class Driver(Stopping, AllocationEnd, Resuming):
             done = not self.live and not self.to_launch
             if done:
                 self._end_experiment(events)
-            self.journal.append(events)
+            self._append(events)
             self._act()
             self.progress.maybe_summary()
-            self.lease.beat()
             if done:
                 self.progress.maybe_summary(force=True)
                 return
@@ -193,6 +195,7 @@ class Driver(Stopping, AllocationEnd, Resuming):
             # Read after polling: the lines written before an exit are all there now.
             self._read_reports(live, events)
             if status is not None and status.state == EXITED:
+                self._drain_reports(live, events)
                 self._run_ended(live, status.exit_code, status.reason, events, status.resubmit)
             elif live.exit_deadline is not None and now > live.exit_deadline:
                 live.exit_deadline = None
@@ -209,6 +212,13 @@ class Driver(Stopping, AllocationEnd, Resuming):
             if trial.last_resource is not None and report.resource <= trial.last_resource:
                 continue  # a repeated or out-of-order line, e.g. after a requeue or a resume
             self._process_report(live, report, events)
+
+    def _drain_reports(self, live: LiveTrial, events: list[dict[str, Any]]) -> None:
+        """The run ended: read the rest of its file. A sweep reads at most metrics.READ_MAX bytes of a file (a
+        gigabyte of output is never held at once), so a burst written just before the exit takes a few reads."""
+        tail = self.readers[live.trial.trial_id][0]
+        while tail.more and live.run_over is None:
+            self._read_reports(live, events)
 
     def _process_report(self, live: LiveTrial, report: Report, events: list[dict[str, Any]]) -> None:
         trial = live.trial
@@ -270,7 +280,7 @@ class Driver(Stopping, AllocationEnd, Resuming):
         if reason:
             fields["reason"] = reason
         elif state == FAILED:
-            fields["reason"] = stderr_tail(self._trial_dir(trial.trial_id) / "stderr")
+            fields["reason"] = self._failure_text(trial.trial_id)
         if state == FAILED and not trial.decided and not resubmit \
                 and trial.failures < self.config.execution.num_retries:
             plan = live.plan
@@ -285,6 +295,15 @@ class Driver(Stopping, AllocationEnd, Resuming):
         self.progress.ended(trial, str(self._trial_dir(trial.trial_id)))
         if state == FAILED and not trial.decided:
             self._check_failure_budget(fields.get("reason") or "")
+
+    def _failure_text(self, trial_id: str) -> str:
+        """The end of the trial's stderr, else of what srun or the batch job said (srun.log, slurm.out)."""
+        trial_dir = self._trial_dir(trial_id)
+        for name in ("stderr", "srun.log", "slurm.out"):
+            text = stderr_tail(trial_dir / name)
+            if text:
+                return text if name == "stderr" else f"({name}) {text}"
+        return ""
 
     def _warn_if_nothing_matched(self, trial: TrialState) -> None:
         """A trial that wrote lines but not one report: say once per experiment what was expected and seen."""
@@ -366,16 +385,46 @@ class Driver(Stopping, AllocationEnd, Resuming):
         actions, self.actions = self.actions, []
         for action in actions:
             action()
+        self._follow_lost_nodes()
         # After a restart, adopted runs and runs never submitted may together exceed the slots: the rest wait.
         launching, self.to_launch = self.to_launch, []
         self.held_for_end = False
         for trial, plan in launching:
             if self._hold_for_end(trial.trial_id, plan):
                 continue  # journaled as pending or interrupted: the next allocation's run starts it
-            if len(self.live) < self.parallel:
-                self._launch(trial, plan)
+            if len(self.live) < self.parallel and time.monotonic() >= self.submit_again_at:
+                self._launch_or_wait(trial, plan)
             else:
                 self.to_launch.append((trial, plan))
+
+    def _launch_or_wait(self, trial: TrialState, plan: StartNew | Resume | Branch) -> None:
+        """A submit limit (too many jobs queued for this user) is waited out with growing pauses: the
+        run stays planned and the queue drains as other jobs end."""
+        try:
+            self._launch(trial, plan)
+        except SubmitLater as exc:
+            self.to_launch.append((trial, plan))
+            pause = min(SUBMIT_WAIT_MAX_S, SUBMIT_WAIT_S * 2 ** self.submit_refusals)
+            self.submit_refusals += 1
+            self.submit_again_at = time.monotonic() + pause
+            if self.submit_refusals == 1:
+                self.progress.say(f"{exc.message}: waiting for the queue to drain, trying again in {pause:g} s")
+            return
+        if self.submit_refusals:
+            self.progress.say(f"submitting again after {self.submit_refusals} refusals")
+            self.submit_refusals = 0
+
+    def _follow_lost_nodes(self) -> None:
+        """Nodes that failed have left the backend's pool: run fewer trials at once, or, with none left,
+        treat the allocation as gone."""
+        usable = self.backend.usable_slots()
+        if usable is None or usable >= self.parallel:
+            return
+        self.parallel = usable
+        if usable == 0:
+            self._allocation_gone(JobStatus(EXITED, None, "no usable node is left in it"))
+        else:
+            self.progress.say(f"nodes failed: {usable} trials at a time from now on")
 
     def _launch(self, trial: TrialState, plan: StartNew | Resume) -> None:
         trial_dir = self._trial_dir(trial.trial_id)
@@ -396,7 +445,7 @@ class Driver(Stopping, AllocationEnd, Resuming):
         # Journaled at once, not with the next sweep: a driver killed now must find this handle.
         started = make_event("trial_started", trial.trial_id, handle=handle, backend=self.backend.name,
                              run=trial.runs + 1)
-        self.journal.append([started])
+        self._append([started])
         self.state.apply(started)
         live = self._watch(trial, plan)
         live.from_resource = resume_from
@@ -457,6 +506,13 @@ class Driver(Stopping, AllocationEnd, Resuming):
 
     # ------------------------------------------------------------------ helpers
 
+    def _append(self, events: list[dict[str, Any]]) -> None:
+        """Journal events while this driver still holds the lease. Another driver may have taken over (this
+        one was stopped, and locks need not reach between clients): then nothing more is written or
+        cancelled here (LeaseLost), the runs are that driver's now."""
+        self.lease.check(on_lost=lambda: setattr(self, "detached", True))
+        self.journal.append(events)
+
     def _loss(self, value: float) -> float:
         return value if self.config.metric.mode == "min" else -value
 
@@ -465,9 +521,10 @@ class Driver(Stopping, AllocationEnd, Resuming):
         events.append(event)
 
     def _run_tag(self, trial_id: str, run: int) -> str:
-        """Unique to this experiment directory, trial and run; short and plain enough for a Slurm job name."""
-        where = hashlib.sha1(str(self.config.experiment_dir.resolve()).encode()).hexdigest()[:8]
-        return f"hpo-{where}-{trial_id}-{run}"
+        """Unique to this experiment, trial and run; short and plain enough for a Slurm job name (19 characters
+        with 4-digit trial ids, PBS's limit). Named by the experiment's id, not its path, so that a driver
+        reaching the experiment through another mount point finds the runs again."""
+        return f"hpo-{self.lease.experiment_id[:8]}-{trial_id}-{run}"
 
     def _trial_dir(self, trial_id: str) -> Path:
         # Ids come from the journal, a file on a shared filesystem: one that is not a number could point anywhere.

@@ -18,7 +18,8 @@ class Resuming:
     def _replay(self, events: Iterable[dict[str, Any]]) -> None:
         """Rebuild state, scheduler and searcher from the journal by making the same calls in the same order."""
         for event in events:
-            self.state.apply(event)
+            if not self.state.apply(event):
+                continue  # damaged or repeated (state warned once per kind): scheduler and searcher must not see it
             self._remember_plan(event)
             kind, trial_id = event["type"], event.get("trial_id", "")
             if kind == "trial_created":
@@ -80,6 +81,7 @@ class Resuming:
             live = self._watch(trial, plan)
             if handle is None:
                 self._read_reports(live, self.pending_events)
+                self._drain_reports(live, self.pending_events)
                 self._run_ended(live, None, "the run was lost while no driver watched it", self.pending_events,
                                 resubmit=True)
                 continue

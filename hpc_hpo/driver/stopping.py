@@ -61,7 +61,7 @@ class Stopping:
         self.to_launch.clear()  # journaled but not submitted: the next driver submits them
         reason = f"driver stopped by {name}; {len(self.live)} trial jobs left running for the next driver"
         self._apply(make_event("experiment_ended", reason=reason, final=False), events)
-        self.journal.append(events)
+        self._append(events)
         self.progress.say(reason)
         self.closing_line = "run the same command again to resume: it takes back the trial jobs still running"
 
@@ -203,7 +203,7 @@ class Stopping:
         for live in list(self.live.values()):
             self._run_ended(live, None, "did not end after cancel", events)
         self._end_experiment(events)
-        self.journal.append(events)
+        self._append(events)
 
     def _stop_on_filesystem_error(self, exc: OSError) -> None:
         """Nothing more can be journaled, so nothing more may happen: cancel the runs and stop with one message.

@@ -137,6 +137,7 @@ def test_a_second_ctrl_c_cancels_at_once_and_trials_stay_resumable(tmp_path: Pat
 
 def test_max_time_interrupts_and_a_raised_budget_resumes(tmp_path: Path) -> None:
     config = slow_config(tmp_path, budget={"max_trials": 6, "max_time": 4}, scheduler={"type": "fifo"})
+    config["params"]["sleep"] = 1.0  # 9 s trials: every one is still running when the 4 s budget is spent
     path = write_config(tmp_path, config)
     first = cli("run", str(path), cwd=tmp_path)
     assert first.returncode == 0, first.stderr

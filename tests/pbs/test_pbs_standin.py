@@ -120,13 +120,16 @@ def test_a_requeued_job_is_resubmitted_from_its_checkpoint(tmp_path: Path, stand
     assert "--resume_from" in next(script).read_text()
 
 
-def test_a_requeued_job_beyond_the_retry_budget_fails(tmp_path: Path, standin: Standin) -> None:
+def test_a_requeued_job_beyond_the_requeue_budget_fails(tmp_path: Path, standin: Standin) -> None:
+    """A requeue is the cluster's doing: it uses max_requeues (here none), not num_retries."""
     standin.configure(requeue={"-0000-1": 0.8}, requeue_hold=30)
-    path = pbs_config(tmp_path, params=SLOW, scheduler={"type": "fifo"}, budget={"max_trials": 1})
+    path = pbs_config(tmp_path, params=SLOW, scheduler={"type": "fifo"}, budget={"max_trials": 1},
+                      execution={"max_requeues": 0, "num_retries": 2})
     result = cli("run", str(path), cwd=tmp_path, env=standin.env())
     assert result.returncode == 0, result.stderr
     assert ended(tmp_path)["0000"]["state"] == "failed"
     assert "requeued by PBS" in ended(tmp_path)["0000"]["reason"]
+    assert not [e for e in journal(tmp_path) if e["type"] == "trial_retry"]  # num_retries left untouched
 
 
 def test_a_failing_qsub_gives_one_clear_error(tmp_path: Path, standin: Standin) -> None:
@@ -166,3 +169,36 @@ def test_hostile_values_never_run_as_shell(tmp_path: Path, standin: Standin) -> 
     assert received == sorted(HOSTILE)
     for where in (tmp_path, Path.home(), REPO):
         assert not list(where.glob("pwned*"))
+
+
+def test_a_qsub_mode_driver_told_to_go_leaves_its_jobs_to_the_next(tmp_path: Path, standin: Standin) -> None:
+    """Each trial job holds its own allocation: SIGTERM makes the driver leave them running (not cancel
+    or interrupt them); the next driver adopts them and no trial is started twice."""
+    import signal
+    import subprocess
+    import time
+
+    from pbs_helpers import driver_env
+    path = pbs_config(tmp_path, params={**SLOW, "sleep": 0.5}, scheduler={"type": "fifo"}, budget={"max_trials": 3})
+    driver = subprocess.Popen([sys.executable, "-m", "hpc_hpo.cli", "run", str(path)], cwd=tmp_path,
+                              env=driver_env(standin.env()), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (tmp_path / "exp" / "journal.jsonl").exists() and \
+                sum(1 for e in journal(tmp_path) if e["type"] == "report") >= 3:
+            break
+        time.sleep(0.1)
+    driver.send_signal(signal.SIGTERM)
+    out, err = driver.communicate(timeout=60)
+    assert driver.returncode == 143, out + err
+    assert "takes back the trial jobs still running" in err
+    assert not standin.commands("qdel"), "the driver cancelled jobs that hold their own allocations"
+    assert not [e for e in journal(tmp_path) if e["type"] in ("trial_interrupted", "trial_ended")]
+    again = cli("run", str(path), cwd=tmp_path, env=standin.env())
+    assert again.returncode == 0, again.stderr
+    assert "adopted" in again.stdout
+    states = {e["trial_id"]: e["state"] for e in journal(tmp_path) if e["type"] == "trial_ended"}
+    assert len(states) == 3 and set(states.values()) == {"finished"}, states
+    for trial_id in states:
+        starts = (tmp_path / "exp" / "trials" / trial_id / "starts").read_text().splitlines()
+        assert len(starts) == 1, (trial_id, starts)

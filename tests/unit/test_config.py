@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from hpc_hpo.config import config_as_yaml, load_config, parse_duration, validate_config
-from hpc_hpo.errors import ConfigError, HpoError
-from hpc_hpo.space import Choice, Fixed, LogUniform
+from hpc_hpo.errors import ConfigError, HpoError, show_value
+from hpc_hpo.space import Choice, Fixed, LogUniform, Uniform
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -75,7 +75,9 @@ def assert_rejected(changes: dict[str, Any], key: str, shown: Any, allowed: tupl
     error, message = info.value, str(info.value)
     assert error.key == key, message
     assert message.startswith(f"config key '{key}' = "), message
-    assert ("(missing)" if shown is DELETE else repr(shown)) in message, message
+    # The value as messages show it: repr, cut to SHOWN_MAX characters with its size when longer.
+    assert ("(missing)" if shown is DELETE else show_value(shown)) in message, message
+    assert "\n" not in message and len(message) < 1500, message
     for hint in allowed:
         assert hint in message, message
     return error
@@ -84,7 +86,7 @@ def assert_rejected(changes: dict[str, Any], key: str, shown: Any, allowed: tupl
 def case(path: str, value: Any, *allowed: str, key: str | None = None, shown: Any = SAME) -> Any:
     """One bad config: `path` set to `value`. The error is at `key` (default: path) and shows `shown`."""
     return pytest.param({path: value}, key or path, value if shown is SAME else shown, allowed,
-                        id=f"{path}={value!r}")
+                        id=f"{path}={show_value(value, 40)}")
 
 
 ARGS = "changes, key, shown, allowed"
@@ -495,7 +497,13 @@ def cli_config(tmp_path: Path, changes: dict[str, Any]) -> str:
     ({"scheduler.grace_period": 9}, "", "'scheduler.grace_period'"),
     ({"metric": DELETE}, "", "'metric'"),
     ({}, "name2: !!python/object/apply:os.system ['touch {marker}']\n", "python/object/apply:os.system"),
-], ids=["unknown-key", "grace-period", "missing-metric", "python-tag"])
+    ({}, "name: again\n", "the key 'name' is given twice"),
+    ({}, "seed: " + "7" * 5000 + "\n", "has too many digits"),
+    ({"budget.max_trials": float("nan")}, "", "'budget.max_trials' = nan"),
+    ({"params.lr.flag": "--l\u0435arning_rate"}, "", "'params.lr.flag'"),
+    ({"execution.slurm.export": ["PATH", "PATH"]}, "", "names PATH more than once"),
+], ids=["unknown-key", "grace-period", "missing-metric", "python-tag", "duplicate-key", "5000-digits", "nan-count",
+        "confusable-flag", "repeated-export"])
 def test_cli_refuses_bad_config_in_one_line_and_creates_nothing(tmp_path, changes, extra, names):
     cfg = tmp_path / "exp.yaml"
     cfg.write_text(cli_config(tmp_path, changes) + extra.format(marker=tmp_path / "pwned"))
@@ -669,3 +677,165 @@ def test_bad_slurm_settings(changes, key, shown, allowed):
 def test_backend_and_workload_manager_together_are_refused():
     assert_rejected({"execution.backend": "local", "execution.workload_manager": "slurm"},
                     "execution.workload_manager", "slurm", ("set only one",))
+
+
+# --------------------------------------------------------------------------- hostile values (issue: hostile input)
+# Each is refused in one line naming the key, the value (capped) and the rule, or is valid and accepted as
+# written (test_hostile_but_valid_values_are_accepted_as_written).
+
+CYRILLIC_E = "\u0435"  # looks like 'e'
+ARABIC_12 = "\u0661\u0662"  # float() reads it as 12; sbatch and qsub do not
+
+
+@pytest.mark.parametrize(ARGS, [
+    # non-finite, huge or wrongly typed numbers where counts are expected
+    case("budget.max_trials", float("nan"), "must be an integer (finite)"),
+    case("budget.max_trials", float("inf"), "must be an integer (finite)"),
+    case("budget.max_trials", 1e300, "at most 19 digits"),
+    case("budget.max_trials", 10 ** 5000, "at most 19 digits"),
+    case("execution.num_parallel_evals", 1e18, "at most 1,000,000"),
+    case("execution.num_retries", 10 ** 30, "at most 19 digits"),
+    case("execution.max_requeues", 2_000_000, "at most 1,000,000"),
+    case("execution.max_failures", float("nan"), "finite"),
+    case("execution.slurm.nodes_per_eval", 10 ** 12, "at most 1,000,000"),
+    case("execution.pbs.nodes_per_eval", -3, "greater than 0"),
+    case("searcher.seed", 10 ** 40, "at most 19 digits"),
+    case("searcher.seed", True, "must be an integer"),
+    case("searcher", {"type": "bayesopt", "num_candidates": 10 ** 12}, "at most 1,000,000", "memory",
+         key="searcher.num_candidates", shown=10 ** 12),
+    case("scheduler", {"type": "pbt", "population_size": 10 ** 9}, "at most 1,000,000",
+         key="scheduler.population_size", shown=10 ** 9),
+    # resources and rungs
+    case("resource.max", 1e300, "at most 1,000,000,000,000,000"),
+    case("resource.max", True, "must be a number"),
+    case("resource.max", ARABIC_12, "ASCII digits"),
+    case("scheduler.grace_period", 1e-300, "more than 100 rung levels", "raise grace_period"),
+    case("scheduler.rung_levels", list(range(1, 1001)), "more than 100"),
+    case("scheduler.reduction_factor", float("nan"), "finite"),
+    # parameter domains and defaults
+    case("params.lr.default", float("nan"), "must be a number in"),
+    case("params.u", {"type": "uniform", "low": 0, "high": 2, "default": True}, "must be a number in [0.0, 2.0]",
+         key="params.u.default", shown=True),
+    case("params.u", {"type": "uniform", "low": -1e308, "high": 1e308}, "overflows", key="params.u.high",
+         shown=1e308),
+    case("params.n", {"type": "randint", "low": 0, "high": 2 ** 60}, "at most 9,007,199,254,740,992",
+         key="params.n.high", shown=2 ** 60),
+    case("params.x", {"type": "fixed", "value": 10 ** 40}, "beyond 64 bits", "as a string",
+         key="params.x.value", shown=10 ** 40),
+    case("params.opt.values", list(range(20_000)), "more than 10000", "randint"),
+    case("params.mix", {"type": "pchoice", "values": ["a", "b"], "weights": [1e308, 1e308]}, "add up to more",
+         key="params.mix.weights", shown=[1e308, 1e308]),
+    case("params.x", {"type": "fixed", "value": __import__("datetime").date(2024, 1, 1)}, "quote a date",
+         key="params.x.value", shown=__import__("datetime").date(2024, 1, 1)),
+    # confusables and control characters in names, flags and values
+    case("name", f"{CYRILLIC_E}xp", "must be 1-100 characters"),
+    case("name", "unit\n", "must be 1-100 characters"),  # a pattern's '$' alone would let it through
+    case("metric.name", "loss\u200b", "must be a name of letters"),
+    case("params.lr.flag", f"--l{CYRILLIC_E}arning_rate", "printable ASCII"),
+    case("params.lr.flag", "--lr\x1b[31m", "printable ASCII"),
+    case("params.lr.flag", "--lr\u200b", "printable ASCII"),
+    case("params.x", {"type": "fixed", "value": "red\x1b[2J"}, "U+001B", key="params.x.value", shown="red\x1b[2J"),
+    case("params.x", {"type": "fixed", "value": "a\u2028b"}, "U+2028", key="params.x.value", shown="a\u2028b"),
+    case("params.opt.values", ["sgd", "ad\x85am"], "U+0085", key="params.opt.values[1]", shown="ad\x85am"),
+    case("params", {True: 1}, "parameter names", key="params.True", shown=True),
+    case("params", {None: 1}, "parameter names", key="params.None", shown=None),
+    case("params", {"": 1}, "parameter names", key="params.", shown=""),
+    # paths, durations and batch-system words
+    case("experiment_dir", "", "non-empty"),
+    case("experiment_dir", "runs/a\nb", "U+000A"),
+    case("experiment_dir", "/tmp/" + "d" * 5000, "longer than a path may be"),
+    case("execution.poll_interval", 1e-9, "at least 0.01"),
+    case("execution.stop_grace_period", 1e9, "at most 86,400"),
+    case("budget.max_time", "1:\u00b2:00", "is not a duration"),  # '\u00b2'.isdigit() is true, int() refuses it
+    case("budget.max_time", f"{ARABIC_12}h", "is not a duration"),
+    case("execution.slurm.time_limit", "\u0661:00:00", "Slurm time limit"),
+    case("execution.slurm.alloc_jobid", ARABIC_12, "digits"),
+    case("execution.pbs.walltime", "\u0661:00:00", "PBS walltime"),
+    case("execution.slurm.partition", "debug\n", "a Slurm name"),
+    case("execution.slurm.export", ["PATH\n"], "environment variable names"),
+    case("execution.slurm.export", ["PATH", "PATH"], "names PATH more than once"),
+    case("execution.slurm.export", ["BASH_FUNC_module%%"], "environment variable names"),
+    case("execution.slurm.launch_args", "--x " * 30_000, "more than 100000"),
+    case("metric_regex", "(?P<loss>x)" + "a" * 20_000, "at most 10,000"),
+])
+def test_hostile_value_is_refused_in_one_line(changes, key, shown, allowed):
+    assert_rejected(changes, key, shown, allowed)
+
+
+def test_a_key_with_a_line_break_is_named_escaped() -> None:
+    with pytest.raises(ConfigError) as info:
+        valid({"params.lr\nx": 1})
+    assert info.value.key == "params.lr\nx" and "'params.lr\\nx'" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("changes, check", [
+    ({"scheduler.reduction_factor": 1e308}, lambda c: c.scheduler.reduction_factor == 1e308),
+    ({"params.x": {"type": "fixed", "value": "a\tb"}}, lambda c: c.space.params[-1].domain == Fixed("a\tb")),
+    ({"params.x": {"type": "fixed", "value": "\u202eevil"}},
+     lambda c: c.space.params[-1].domain == Fixed("\u202eevil")),
+    ({"params.opt.values": [1, True]}, lambda c: c.space.params[1].domain == Choice((1, True))),
+    ({"experiment_dir": "runs/it's $(x) `y`"}, lambda c: c.experiment_dir.name == "it's $(x) `y`"),
+    ({"execution.slurm.export": "ALL"}, lambda c: c.execution.slurm.export == ("ALL",)),
+    ({"searcher.seed": 2 ** 63 - 1}, lambda c: c.searcher.seed == 2 ** 63 - 1),
+    ({"params.a": {"type": "uniform", "low": 0, "high": 1}, "params.opt.values": list(range(10_000)),
+      "searcher": {"type": "grid", "grid_size": 10}}, lambda c: c.searcher.options["grid_size"] == 10),
+    ({"execution.poll_interval": 3600, "budget.max_time": "3650d"}, lambda c: c.budget.max_time == 3650 * 86400),
+], ids=["huge-reduction-factor", "tab-in-value", "bidi-override-in-value", "one-and-true", "shell-chars-in-path",
+        "export-all", "largest-seed", "grid-of-a-million", "largest-durations"])
+def test_hostile_but_valid_values_are_accepted_as_written(changes, check):
+    assert check(valid(changes))
+
+
+# --------------------------------------------------------------------------- hostile YAML
+
+
+def load_refusal(tmp_path: Path, text: str | bytes) -> str:
+    path = tmp_path / "exp.yaml"
+    (path.write_bytes if isinstance(text, bytes) else path.write_text)(text)
+    with pytest.raises(HpoError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 600, message
+    return message
+
+
+GOOD_YAML = f"""\
+name: unit
+command: [{sys.executable}, -c, pass]
+metric: {{name: loss, mode: min}}
+resource: {{max: 9}}
+budget: {{max_trials: 5}}
+"""
+
+
+@pytest.mark.parametrize("text, says", [
+    (GOOD_YAML + "name: other\n", "the key 'name' is given twice"),
+    (GOOD_YAML + "params:\n  lr: {type: uniform, low: 0, high: 1}\n  lr: 3\n", "the key 'lr' is given twice"),
+    (GOOD_YAML + "params: {a: 1}\nexecution: {<<: 5}\n", "not valid YAML"),
+    (GOOD_YAML + "params: {a: 1}\n'<<': {a: 1}\n", "config key '<<'"),
+    (GOOD_YAML + "params: {a: 1}\n1: x\n", "config key '1' = 'x': unknown key"),
+    (GOOD_YAML + "params: {a: 1}\n~: x\n", "config key 'None' = 'x': unknown key"),
+    (GOOD_YAML + "params: {a: 1}\n? [a, b]\n: x\n", "not valid YAML"),
+    (GOOD_YAML + "params: {a: " + "9" * 5000 + "}\n", "has too many digits"),
+    (GOOD_YAML.replace("name: unit", "name: !!binary aGVsbG8=") + "params: {a: 1}\n", "must be a non-empty string"),
+    (GOOD_YAML + "params: {a: !!set {x, y}}\n", "must be a number, a string or true/false"),
+    (GOOD_YAML + "params: {day: 2024-01-01}\n", "quote a date"),
+    (GOOD_YAML.replace("max_trials: 5", "max_trials: on") + "params: {a: 1}\n", "must be an integer"),
+    (GOOD_YAML.replace("max: 9", "max: .nan") + "params: {a: 1}\n", "(finite)"),
+    (GOOD_YAML + "params: {a: 1}\n---\nname: second\n", "not valid YAML"),
+    (GOOD_YAML + "params: {a: 1}\n\"bad\\nkey\": 1\n", "'bad\\nkey'"),
+    (GOOD_YAML.encode() + b"params: {a: '\xff\xfe'}\n", "cannot be read"),
+    ("", "'name' = (missing): is required"),
+], ids=["duplicate-top-key", "duplicate-param", "merge-of-a-scalar", "quoted-merge-key", "integer-key", "null-key",
+        "list-key", "5000-digit-integer", "binary-name", "set-value", "unquoted-date", "on-as-a-count", "nan-resource",
+        "two-documents", "line-break-in-key", "not-utf8", "empty-file"])
+def test_hostile_yaml_is_refused_in_one_line(tmp_path, text, says):
+    assert says in load_refusal(tmp_path, text)
+
+
+def test_yaml_merge_keys_are_valid_and_merge_as_written(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text(GOOD_YAML + "params:\n  a: &range {type: uniform, low: 0, high: 1}\n"
+                    "  b: {<<: *range, high: 2}\n  c: *range\n")
+    space = load_config(path).space
+    assert [p.domain for p in space.params] == [Uniform(0.0, 1.0), Uniform(0.0, 2.0), Uniform(0.0, 1.0)]

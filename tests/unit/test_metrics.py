@@ -321,3 +321,136 @@ def test_report_with_empty_env_var_counts_as_outside(tmp_path, monkeypatch):
         worker.report(epoch=1, loss=0.5)
     assert len(caught) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- hostile trial files
+
+MIB = 1 << 20
+
+
+def test_a_metrics_file_replaced_by_a_directory_gives_no_lines_and_one_warning(tmp_path, caplog):
+    path = tmp_path / "metrics.jsonl"
+    append(path, b'{"epoch": 1, "loss": 0.5}\n')
+    tail = LineTail(path)
+    assert tail.read_lines() == ['{"epoch": 1, "loss": 0.5}']
+    path.unlink()
+    path.mkdir()
+    assert tail.read_lines() == [] and tail.read_lines() == []
+    assert len(warnings_from_metrics(caplog)) == 1 and "metrics.jsonl" in caplog.text
+
+
+def test_a_metrics_file_that_is_a_symlink_is_not_followed(tmp_path, caplog):
+    secret = tmp_path / "secret"
+    secret.write_text('{"epoch": 1, "loss": 0.001, "password": "hunter2"}\n')
+    path = tmp_path / "metrics.jsonl"
+    path.symlink_to(secret)
+    tail = LineTail(path)
+    assert tail.read_lines() == [] and tail.read_lines() == []
+    assert "hunter2" not in caplog.text and len(warnings_from_metrics(caplog)) == 1
+
+
+def test_a_metrics_file_that_is_a_fifo_does_not_block_the_reader(tmp_path):
+    import os
+    import threading
+    path = tmp_path / "metrics.jsonl"
+    os.mkfifo(path)
+    result = []
+    reader = threading.Thread(target=lambda: result.append(LineTail(path).read_lines()), daemon=True)
+    reader.start()
+    reader.join(5)
+    try:
+        assert not reader.is_alive(), "reading a FIFO blocked"
+        assert result == [[]]
+    finally:
+        if reader.is_alive():  # unblock it (the unfixed reader waits for a writer)
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_a_burst_of_output_is_read_in_bounded_slices(tmp_path):
+    path = tmp_path / "stdout"
+    line = b"x" * 99 + b"\n"
+    with open(path, "wb") as handle:
+        handle.write(line * (30 * MIB // len(line)))
+        handle.write(b"FoM: 0.5\n")
+    tail = LineTail(path)
+    reads = []
+    while True:
+        lines = tail.read_lines()
+        if not lines:
+            break
+        reads.append(sum(len(text) + 1 for text in lines))
+        assert reads[-1] <= 8 * MIB, "one read took more than a few MiB"
+        last = lines[-1]
+    assert sum(reads) == path.stat().st_size and last == "FoM: 0.5" and len(reads) >= 4
+
+
+def test_a_line_longer_than_the_cap_is_skipped_with_one_warning(tmp_path, caplog):
+    path = tmp_path / "metrics.jsonl"
+    with open(path, "wb") as handle:
+        handle.write(b'{"epoch": 1, "loss": 0.5}\n')
+        handle.write(b"y" * (20 * MIB))  # a 20 MiB line, still being written
+    tail = LineTail(path)
+    seen = []
+    for _ in range(10):
+        lines = tail.read_lines()
+        assert sum(map(len, lines)) <= 8 * MIB
+        seen += lines
+    append(path, b'yyy\n{"epoch": 2, "loss": 0.25}\n' + b"z" * (2 * MIB) + b'\n{"epoch": 3, "loss": 0.2}\n')
+    for _ in range(3):
+        seen += tail.read_lines()
+    assert seen == ['{"epoch": 1, "loss": 0.5}', '{"epoch": 2, "loss": 0.25}', '{"epoch": 3, "loss": 0.2}']
+    assert len(warnings_from_metrics(caplog)) == 1, caplog.text
+
+
+HOSTILE_REGEX_PROBE = r"""
+import re, sys, time
+sys.path.insert(0, sys.argv[1])
+from hpc_hpo.metrics import ReportParser
+parser = ReportParser("loss", "epoch", re.compile(sys.argv[2]), "trial 0001")
+started = time.monotonic()
+reports = parser.parse(["a" * 40 + "!"] * 20 + ["loss=0.5"] + ["a" * 300_000])
+print(time.monotonic() - started, [r.value for r in reports])
+"""
+
+
+@pytest.mark.parametrize("pattern, reports", [(r"(a+)+$", []), (r"(?:a|aa)+$|loss=(\S+)", None)])
+def test_a_catastrophic_metric_regex_costs_a_bounded_time(pattern, reports):
+    """`(a+)+$` on 40 a's and a '!' backtracks for ages in Python's re, and no signal stops it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = str(Path(__file__).resolve().parents[2])
+    try:
+        done = subprocess.run([sys.executable, "-c", HOSTILE_REGEX_PROBE, repo, pattern], capture_output=True,
+                              text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"metric_regex {pattern!r} on a hostile line took over 20 s")
+    assert done.returncode == 0, done.stderr
+    seconds, values = done.stdout.split(" ", 1)
+    assert float(seconds) < 3.0
+    if reports is not None:
+        assert eval(values) == reports
+
+
+def test_a_slow_line_is_skipped_and_a_later_read_matches_again(caplog):
+    parser = ReportParser("loss", "epoch", re.compile(r"(?:a|aa)+$|loss=(\S+)"), "trial 0001")
+    hostile = ["a" * 40 + "!"] * 10
+    started = time.monotonic()
+    assert parser.parse(hostile + ["loss=0.5"]) == []  # after a few timeouts the rest of the read is skipped
+    assert time.monotonic() - started < 2.0
+    assert [r.value for r in parser.parse(["loss=0.25"])] == [0.25]
+    assert sum("metric_regex" in r.getMessage() for r in warnings_from_metrics(caplog)) == 1
+
+
+def test_report_does_not_write_through_a_symlink(tmp_path, monkeypatch):
+    from hpc_hpo.errors import HpoError
+    target = tmp_path / "passwd"
+    target.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    (trial / "metrics.jsonl").symlink_to(target)
+    monkeypatch.setenv(worker.TRIAL_DIR_ENV, str(trial))
+    with pytest.raises(HpoError, match="symbolic link"):
+        worker.report(epoch=1, loss=0.5)
+    assert target.read_text() == "root:x:0:0:root:/root:/bin/bash\n"
+    assert (trial / "metrics.jsonl").is_symlink()

@@ -1,0 +1,432 @@
+"""Loading an experiment YAML file and validating it: the top level and its small sections (command,
+metric, resource, budget, metric_regex) here, the others through their modules; the seed an experiment
+froze; the validated config as YAML again."""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError, HpoError, show_text, show_value
+from ..space import Choice, Fixed, format_value
+from .execution import _execution
+from .params import CONTROL_CHARACTERS, PARAM_NAME_PATTERN, _space
+from .reading import Section, _as_list, parse_duration
+from .scheduler_searcher import _scheduler, _searcher
+from .specs import (BudgetSpec, ExecutionSpec, ExperimentConfig, MetricComponent, MetricSpec, ResourceSpec,
+                    SearcherSpec)
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# The validated config as frozen in the experiment directory at creation (the original, never rewritten).
+EXPERIMENT_FILE = "experiment.yaml"
+# A config is a few kilobytes. Larger files, deeper nesting, or aliases that expand to more values than
+# this are refused before anything is built from them (a "billion laughs" file is 1 KB and a billion values).
+MAX_CONFIG_BYTES = 4 * 2 ** 20
+MAX_YAML_DEPTH = 64
+MAX_YAML_VALUES = 1_000_000
+# libyaml's parser when PyYAML has it (about ten times faster), else PyYAML's own; both are safe loaders.
+_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+MAX_RESOURCE = 1e15
+MAX_REGEX = 10_000
+# A path the kernel takes (PATH_MAX); one argument (Linux's MAX_ARG_STRLEN, with its NUL byte); the whole
+# argv of a trial takes at most half the system's ARG_MAX (2 MiB at most), the rest is the environment's.
+MAX_PATH_BYTES = 4096
+MAX_ARGUMENT_BYTES = 131072 - 1
+# What the driver adds to a trial's own arguments (srun or a launcher and their options, record_exit.py),
+# besides the experiment directory's paths counted with it.
+ARGV_OVERHEAD_BYTES = 4096
+
+
+def load_config(path: str | os.PathLike[str], experiment_dir: str | None = None) -> ExperimentConfig:
+    """Read and validate the YAML file at `path`. Raises HpoError; touches nothing on disk."""
+    path = Path(path)
+    return validate_config(_read_yaml(path, _read_text(path)), experiment_dir=experiment_dir)
+
+
+def _read_text(path: Path) -> str:
+    """The file's text, refused unread beyond MAX_CONFIG_BYTES (a pipe or /dev/zero is cut there too)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+            if len(data) > MAX_CONFIG_BYTES:
+                size = os.fstat(handle.fileno()).st_size
+                shown = f"{size / 2 ** 20:.0f} MiB" if size > MAX_CONFIG_BYTES else "larger than that"
+                raise HpoError(f"config file '{show_text(str(path), 300)}' is {shown}; a config file may be at most "
+                               f"{MAX_CONFIG_BYTES // 2 ** 20} MiB (a config is a few kilobytes: large data "
+                               "belongs in files the program reads)")
+        return data.decode("utf-8")
+    except FileNotFoundError:
+        raise HpoError(f"config file '{show_text(str(path), 300)}' does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HpoError(f"config file '{show_text(str(path), 300)}' cannot be read: "
+                       f"{show_text(str(exc), 200)}") from None
+
+
+def _read_yaml(path: Path, text: str) -> Any:
+    try:
+        _check_yaml_shape(path, text)
+        loader = _ConfigLoader(text)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        # Covers '!!python/object' tags too: safe_load refuses to build objects.
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise HpoError(f"config file '{show_text(str(path), 300)}' is not valid YAML{line}: {show_text(problem, 200)}. "
+                       "Only plain YAML (mappings, lists, strings, numbers) is accepted") from None
+
+
+def _check_yaml_shape(path: Path, text: str) -> None:
+    """Refuse nesting deeper than MAX_YAML_DEPTH and aliases (merge keys included) that expand to more than
+    MAX_YAML_VALUES values, from the parser's events: nothing is built and nothing recurses, so the
+    refusal of a bomb costs what reading its few lines costs."""
+    anchors: dict[str, tuple[int, int]] = {}  # anchor -> (values, depth) of what it stands for
+    open_nodes: list[list[Any]] = []  # [anchor, values so far, depth below] of each open collection
+    total = 0
+    parser = _SAFE_LOADER(text)
+    try:
+        while parser.check_event():
+            event = parser.get_event()
+            if isinstance(event, yaml.CollectionStartEvent):
+                open_nodes.append([event.anchor, 1, 1])
+                if len(open_nodes) > MAX_YAML_DEPTH:
+                    _shape_error(path, event, f"nests deeper than {MAX_YAML_DEPTH} levels")
+                continue
+            if isinstance(event, yaml.CollectionEndEvent):
+                anchor, values, depth = open_nodes.pop()
+            elif isinstance(event, yaml.ScalarEvent):
+                anchor, values, depth = event.anchor, 1, 0
+            elif isinstance(event, yaml.AliasEvent):
+                anchor, (values, depth) = None, anchors.get(event.anchor, (1, 0))
+                if len(open_nodes) + depth > MAX_YAML_DEPTH:
+                    _shape_error(path, event, f"nests deeper than {MAX_YAML_DEPTH} levels through its "
+                                 f"alias *{show_text(event.anchor or '', 40)}")
+            else:
+                continue
+            if anchor is not None:
+                anchors[anchor] = (values, depth)
+            if open_nodes:
+                parent = open_nodes[-1]
+                parent[1] += values
+                parent[2] = max(parent[2], depth + 1)
+                count = parent[1]
+            else:
+                total += values
+                count = total
+            if count > MAX_YAML_VALUES:
+                _shape_error(path, event, f"holds more than {MAX_YAML_VALUES:,} values once its aliases are "
+                             "expanded (a YAML alias bomb?)")
+    finally:
+        parser.dispose()
+
+
+def _shape_error(path: Path, event: Any, problem: str) -> None:
+    mark = event.start_mark
+    raise HpoError(f"config file '{show_text(str(path), 300)}' {problem} at line {mark.line + 1}; a config needs a "
+                   "few levels and values: write each value out, or use an alias only for a small shared part")
+
+
+class _ConfigLoader(_SAFE_LOADER):  # type: ignore[misc, valid-type]
+    """safe_load's loader that also refuses a key given twice in one mapping (YAML would keep the last
+    silently; a merge key's entries may still be overridden) and an integer too long to convert."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    repeated = key in seen
+                    seen.add(key)
+                except TypeError:  # unhashable: the base class refuses it
+                    continue
+                if repeated:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"the key {show_value(key, 40)} is given twice (YAML would keep only the last)",
+                        key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: Any) -> int:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the integer {show_text(node.value, 20)} has too many digits", node.start_mark) from None
+
+
+_ConfigLoader.add_constructor("tag:yaml.org,2002:int", _ConfigLoader.construct_yaml_int)
+
+
+TOP_KEYS = ("name", "command", "params", "metric", "resource", "scheduler", "searcher", "budget",
+            "execution", "experiment_dir", "metric_regex")
+
+
+def validate_config(data: Any, experiment_dir: str | None = None,
+                    check_program: bool = True) -> ExperimentConfig:
+    top = Section(data, "", TOP_KEYS)
+    if experiment_dir is not None:
+        _experiment_dir(experiment_dir, "--experiment-dir")
+    name = top.text("name", pattern=NAME_PATTERN,
+                    rule="must be 1-100 characters: letters, digits, '_', '.', '-', starting with a letter or digit")
+    command = _command(top.get("command"), check_program)
+    metric = _metric(top.get("metric"))
+    resource = _resource(top.get("resource"))
+    space = _space(top.get("params"), metric)
+    if resource.max_resource_attr is not None and resource.max_resource_attr not in space.names:
+        raise ConfigError("resource.max_resource_attr", resource.max_resource_attr, "must name a parameter in params",
+                          f"use one of: {', '.join(space.names)}")
+    scheduler = _scheduler(top.get("scheduler", None), resource)
+    where = Path(experiment_dir or _experiment_dir(top.text("experiment_dir", None), "experiment_dir")
+                 or os.path.join("runs", name)).absolute()
+    searcher = _searcher(top.get("searcher", None), space, frozen_seed(where))
+    budget = _budget(top.get("budget", None), searcher, scheduler.type)
+    if searcher.type == "genetic" and scheduler.pauses:
+        # A generation is bred when all its trials have ended; a paused trial never ends.
+        raise ConfigError("searcher.type", "genetic", f"cannot breed generations under scheduler type "
+                          f"'{scheduler.type}', whose paused trials never end", "use scheduler type fifo or asha")
+    execution = _execution(top.get("execution", None))
+    regex = _metric_regex(top.get("metric_regex", None), metric, resource)
+    _check_argv_size(command, space, execution, where)
+    frozen = dict(data)
+    frozen["searcher"] = dict(frozen.get("searcher") or {}, seed=searcher.seed)
+    return ExperimentConfig(name=name, command=command, space=space, metric=metric, resource=resource,
+                            scheduler=scheduler, searcher=searcher, budget=budget, execution=execution,
+                            experiment_dir=where, metric_regex=regex, frozen=frozen)
+
+
+def _experiment_dir(value: str | None, key: str) -> str | None:
+    """A path the kernel takes and a batch script can hold: no NUL byte or other control character."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, value, "must be a non-empty path")
+    control = CONTROL_CHARACTERS.search(value)
+    if control:
+        raise ConfigError(key, value, f"must be a path without a NUL byte, a line break or another control "
+                          f"character (it holds U+{ord(control.group()):04X})", "choose another directory name")
+    if len(value.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+        raise ConfigError(key, value, f"is longer than a path may be ({MAX_PATH_BYTES} bytes)")
+    return value
+
+
+def _check_argv_size(command: tuple[str, ...], space: Any, execution: ExecutionSpec, where: Path) -> None:
+    """Each trial is started with an argv (command, flags and values, resume flags with their paths);
+    one the kernel cannot pass (E2BIG) would fail every trial after the experiment began. Refused here:
+    an argument beyond MAX_ARGUMENT_BYTES, or an argv beyond the argument list's share of ARG_MAX."""
+    directory = len(str(where).encode("utf-8", "surrogateescape")) + 64  # trials/NNNN/checkpoint and the like
+    parts: list[tuple[str, Any, int]] = []  # (key, value, bytes of the longest argv items it can make)
+    for item in command:
+        _one_argument("command", command, item)
+        parts.append(("command", command, _bytes(item) + 1))
+    for param in space.params:
+        if param.flag is None:
+            continue
+        key = f"params.{param.name}"
+        flag = _bytes(param.flag) + 1
+        _one_argument(f"{key}.flag", param.flag, param.flag)
+        longest, shown = 0, param.flag
+        if isinstance(param.domain, Choice):
+            for i, value in enumerate(param.domain.values):
+                text = format_value(value)
+                _one_argument(f"{key}.values[{i}]", value, param.flag + text if param.flag.endswith("=") else text)
+                longest = max(longest, _bytes(text) + 1)
+            key, shown = f"{key}.values", list(param.domain.values)
+        elif isinstance(param.domain, Fixed):
+            text = format_value(param.domain.value)
+            _one_argument(f"{key}.value", param.domain.value, param.flag + text if param.flag.endswith("=") else text)
+            longest = _bytes(text) + 1
+            key, shown = f"{key}.value", param.domain.value
+        else:
+            key, longest = f"{key}.flag", 32  # a number
+        parts.append((key, shown, flag + longest))
+    for name, flag in execution.resume_flags.items():
+        parts.append((f"execution.resume_flags.{name}", flag, _bytes(flag) + directory + 1))
+    for settings, name in ((execution.slurm, "slurm"), (execution.pbs, "pbs")):
+        for item in settings.launch_args:
+            _one_argument(f"execution.{name}.launch_args", settings.launch_args, item)
+    for key, items in (("execution.slurm.alloc_args", execution.slurm.alloc_args),
+                       ("execution.pbs.qsub_args", execution.pbs.qsub_args)):
+        for item in items:
+            _one_argument(key, items, item)
+    pbs_launcher = execution.pbs.launcher if isinstance(execution.pbs.launcher, tuple) else ()
+    for item in pbs_launcher:
+        _one_argument("execution.pbs.launcher", pbs_launcher, item)
+    launcher = max(sum(_bytes(a) + 1 for a in execution.slurm.launch_args),
+                   sum(_bytes(a) + 1 for a in execution.pbs.launch_args + pbs_launcher))
+    total = sum(size for _, _, size in parts) + launcher + ARGV_OVERHEAD_BYTES + 4 * directory
+    limit = argument_list_limit()
+    if total > limit:
+        key, value, _ = max(parts, key=lambda part: part[2])
+        raise ConfigError(key, value, f"makes a trial's command line of up to {total:,} bytes, more than the "
+                          f"argument list holds ({limit:,} bytes: half the system's ARG_MAX, the other half "
+                          "is the environment's)", "shorten the longest values, or pass them in config.json "
+                          "(flag: null) or in a file the program reads")
+
+
+def argument_list_limit() -> int:
+    """Bytes a trial's argv may take: half of ARG_MAX (os.sysconf), which is at most 2 MiB here."""
+    try:
+        arg_max = os.sysconf("SC_ARG_MAX")
+    except (AttributeError, ValueError, OSError):
+        arg_max = -1
+    if arg_max <= 0:
+        arg_max = 2 * 2 ** 20
+    return min(arg_max, 2 * 2 ** 20) // 2
+
+
+def _one_argument(key: str, value: Any, item: str) -> None:
+    size = _bytes(item)
+    if size > MAX_ARGUMENT_BYTES:
+        raise ConfigError(key, value, f"makes a command-line argument of {size:,} bytes; one argument may hold "
+                          f"at most {MAX_ARGUMENT_BYTES:,} bytes (the kernel's MAX_ARG_STRLEN)",
+                          "pass long values in config.json (flag: null) or in a file the program reads")
+
+
+def _bytes(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogateescape"))
+
+
+def frozen_seed(directory: Path) -> int | None:
+    """The seed the experiment in `directory` froze at creation, if there is one.
+
+    A config without searcher.seed takes it, so the next run of the same seedless config (or of
+    `status`, `plan`, `tune()`) builds the searcher the experiment began with instead of refusing
+    a "changed" searcher; a config that names a seed keeps it, and a different one is refused on resume.
+    """
+    try:
+        frozen = yaml.safe_load((directory / EXPERIMENT_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    searcher = frozen.get("searcher") if isinstance(frozen, dict) else None
+    seed = searcher.get("seed") if isinstance(searcher, dict) else None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else None
+
+
+PYTHON_PLACEHOLDER = "{python}"
+
+
+def _command(value: Any, check_program: bool) -> tuple[str, ...]:
+    if isinstance(value, str) and _bytes(value) > argument_list_limit():
+        raise ConfigError("command", value, f"is {_bytes(value):,} bytes, more than the argument list holds "
+                          f"({argument_list_limit():,} bytes)", "shorten it, or put the data in a file")
+    if isinstance(value, str):
+        try:
+            argv = shlex.split(value)
+        except ValueError as exc:
+            raise ConfigError("command", value, f"cannot be split into arguments ({exc})",
+                              "check the quotes, or give the command as a list") from None
+    elif isinstance(value, list) and all(isinstance(a, (str, int, float)) and not isinstance(a, bool)
+                                         for a in value):
+        argv = [str(a) for a in value]
+    else:
+        raise ConfigError("command", value, "must be a list of arguments or a string",
+                          "for example: [python, train.py] or 'python train.py'")
+    if not argv or not argv[0]:
+        raise ConfigError("command", value, "is empty", "give the program to run, e.g. '{python} train.py'")
+    # '{python}' is the interpreter running hpc-hpo: shipped configs work where only 'python3' exists
+    # and trials get the packages of the driver's virtual environment.
+    argv = [sys.executable if a == PYTHON_PLACEHOLDER else a for a in argv]
+    if any("\0" in a for a in argv):
+        raise ConfigError("command", value, "contains a NUL byte")
+    if check_program:
+        program = argv[0]
+        found = (os.path.isfile(program) and os.access(program, os.X_OK)) if os.sep in program \
+            else shutil.which(program) is not None
+        if not found:
+            raise ConfigError("command", value, f"program '{program}' was not found or is not executable",
+                              "give a program on PATH or a path to an executable file")
+    return tuple(argv)
+
+
+def _metric(value: Any) -> MetricSpec:
+    section = Section(value, "metric", ("name", "mode", "combine"))
+    name = section.text("name", pattern=PARAM_NAME_PATTERN,
+                        rule="must be a name of letters, digits, '_', '.', '-'")
+    mode = section.choice("mode", ("min", "max"))
+    combine = section.get("combine", None)
+    if combine is None:
+        return MetricSpec(name=name, mode=mode)
+    items = _as_list(combine, "metric.combine")
+    if not items:
+        raise ConfigError("metric.combine", combine, "must list at least one metric",
+                          "e.g. [{name: accuracy, mode: max, weight: 1}, {name: latency_ms, mode: min, weight: 0.01}]")
+    components = []
+    for i, item in enumerate(items):
+        part = Section(item, f"metric.combine[{i}]", ("name", "mode", "weight"))
+        component = MetricComponent(
+            name=part.text("name", pattern=PARAM_NAME_PATTERN, rule="must be a name of letters, digits, '_', '.', '-'"),
+            mode=part.choice("mode", ("min", "max")), weight=float(part.number("weight", 1.0, positive=True)))
+        if component.name == name or component.name in [c.name for c in components]:
+            raise ConfigError(part.key("name"), component.name,
+                              "must differ from metric.name and from the other combined metrics")
+        components.append(component)
+    return MetricSpec(name=name, mode=mode, components=tuple(components))
+
+
+def _resource(value: Any) -> ResourceSpec:
+    section = Section(value, "resource", ("name", "max", "max_resource_attr"))
+    name = section.text("name", "epoch", pattern=PARAM_NAME_PATTERN,
+                        rule="must be a name of letters, digits, '_', '.', '-'")
+    attr = section.text("max_resource_attr", None, pattern=PARAM_NAME_PATTERN,
+                        rule="must name a parameter in params")
+    return ResourceSpec(name=name, max=section.number("max", positive=True, maximum=MAX_RESOURCE,
+                                                      why="epochs, steps or seconds a trial may run"),
+                        max_resource_attr=attr)
+
+
+def _budget(value: Any, searcher: SearcherSpec, scheduler_type: str) -> BudgetSpec:
+    section = Section(value, "budget", ("max_trials", "max_time", "max_resource", "metric_threshold"))
+    max_trials = section.number("max_trials", None, integer=True, positive=True)
+    max_resource = section.number("max_resource", None, positive=True)
+    threshold = section.number("metric_threshold", None)
+    raw_time = section.get("max_time", None)
+    max_time = None if raw_time is None else parse_duration(raw_time, "budget.max_time")
+    runs_out = (searcher.type == "grid" or (searcher.type == "genetic" and searcher.options["generations"])
+                or scheduler_type in ("sync_hyperband", "pbt"))
+    if max_trials is None and max_time is None and max_resource is None and not runs_out:
+        raise ConfigError("budget", value, f"{searcher.type} search never runs out of configurations",
+                          "set budget.max_trials (e.g. 50), budget.max_time (e.g. 2h) or budget.max_resource")
+    return BudgetSpec(max_trials=max_trials, max_time=max_time, max_resource=max_resource,
+                      metric_threshold=threshold)
+
+
+def _metric_regex(value: Any, metric: MetricSpec, resource: ResourceSpec) -> re.Pattern[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError("metric_regex", value, "must be a regular expression string")
+    if len(value) > MAX_REGEX:
+        raise ConfigError("metric_regex", value, f"is {len(value):,} characters; a pattern may have at most "
+                          f"{MAX_REGEX:,}")
+    try:
+        pattern = re.compile(value)
+    except re.error as exc:
+        raise ConfigError("metric_regex", value, f"is not a valid regular expression ({exc})") from None
+    names = set(pattern.groupindex)
+    if metric.components:
+        missing = [c.name for c in metric.components if c.name not in names]
+        if missing:
+            raise ConfigError("metric_regex", value, f"needs a named group for each combined metric; "
+                              f"missing: {', '.join(missing)}", f"e.g. '(?P<{missing[0]}>\\S+)'")
+    elif metric.name not in names and pattern.groups != 1:
+        raise ConfigError("metric_regex", value,
+                          f"needs one capture group, or a group named '{metric.name}' for the metric",
+                          f"e.g. 'FoM: (\\S+)' or '{resource.name}=(?P<{resource.name}>\\d+) "
+                          f"{metric.name}=(?P<{metric.name}>\\S+)'")
+    return pattern
+
+
+def config_as_yaml(config: ExperimentConfig) -> str:
+    return yaml.safe_dump(config.frozen, sort_keys=False)

@@ -1,0 +1,174 @@
+"""The typed, frozen objects a validated config is made of: ExperimentConfig and its specs, with the
+defaults they carry."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..space import Scalar, Space
+
+# Scheduler types whose trials pause at rungs and are resumed from their checkpoints.
+PAUSING_SCHEDULERS = ("promotion", "pasha", "sync_hyperband", "pbt")
+# The driver's environment variables a Slurm trial gets by default (besides HPC_HPO_* and what the
+# template sets): enough to find the same Python and libraries, nothing the driver happens to hold.
+DEFAULT_SLURM_EXPORT = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "CONDA_PREFIX", "LD_LIBRARY_PATH", "HOME", "USER",
+                        "LOGNAME", "LANG", "LC_ALL", "TMPDIR", "SLURM_CONF")
+# The same for a PBS trial job (execution.pbs.export).
+DEFAULT_PBS_EXPORT = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "CONDA_PREFIX", "LD_LIBRARY_PATH", "HOME", "USER",
+                      "LOGNAME", "LANG", "LC_ALL", "TMPDIR")
+DEFAULT_RESUME_FLAGS = {"resume_from": "--resume_from", "checkpoint_dir": "--checkpoint_dir"}
+DEFAULT_MAX_FAILURES = 20
+DEFAULT_MAX_REQUEUES = 3
+
+
+@dataclass(frozen=True)
+class MetricComponent:
+    name: str
+    mode: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """The objective: one reported metric, or a weighted sum of several (CrayAI's metric weights).
+
+    With components, `name` is the combined value's name and `mode` its direction; a component
+    whose mode differs from it enters with a negative sign, so every weight says "how much".
+    """
+
+    name: str
+    mode: str  # "min" or "max"
+    components: tuple[MetricComponent, ...] = ()
+
+    @property
+    def reported(self) -> tuple[str, ...]:
+        """The names a report line must carry."""
+        return tuple(c.name for c in self.components) or (self.name,)
+
+    def combine(self, values: dict[str, float]) -> float:
+        if not self.components:
+            return values[self.name]
+        return sum(c.weight * (1 if c.mode == self.mode else -1) * values[c.name] for c in self.components)
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    name: str
+    max: float
+    # A parameter that tells the program how far to run: each run gets its target resource there.
+    max_resource_attr: str | None = None
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    type: str
+    grace_period: float
+    reduction_factor: float
+    rung_levels: tuple[float, ...] | None
+    brackets: int = 1  # > 1: asynchronous Hyperband (asha, promotion)
+    rung_system_per_bracket: bool = True
+    ranking_epsilon: float = 0.0  # pasha: values closer than this rank as equal
+    # pbt (Ray Tune's names)
+    perturbation_interval: float = 1.0
+    population_size: int = 8
+    quantile_fraction: float = 0.25
+    resample_probability: float = 0.25
+
+    @property
+    def pauses(self) -> bool:
+        """Trials pause at rungs and are resumed from their checkpoints."""
+        return self.type in PAUSING_SCHEDULERS
+
+
+@dataclass(frozen=True)
+class SearcherSpec:
+    type: str
+    seed: int
+    points_to_evaluate: tuple[dict[str, Scalar], ...] | None
+    searcher_data: str = "rungs"  # which reports model-based searchers learn from
+    options: dict[str, Any] = field(default_factory=dict)  # validated SEARCHER_OPTIONS of the type
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    max_trials: int | None
+    max_time: float | None  # seconds
+    max_resource: float | None = None  # total resource over all trials, then the experiment stops
+    metric_threshold: float | None = None  # stop once a report reaches it (<= for min, >= for max)
+
+
+@dataclass(frozen=True)
+class SlurmSpec:
+    """CrayAI's knobs for running trials on Slurm (steps in an allocation, or one sbatch job each)."""
+
+    mode: str = "auto"  # steps inside an allocation when there is one, else sbatch
+    nodes_per_eval: int = 1
+    launch_args: tuple[str, ...] = ()  # extra srun flags for each trial
+    alloc_args: tuple[str, ...] = ()  # extra sbatch flags for each trial job
+    alloc_jobid: str | None = None  # run steps in this allocation from outside it
+    partition: str | None = None
+    account: str | None = None
+    time_limit: str | None = None
+    template: Path | None = None  # sbatch mode: the trial job template
+    nodes_flag: str | None = None  # passes nodes_per_eval to the program, e.g. --nodes
+    export: tuple[str, ...] = DEFAULT_SLURM_EXPORT  # or ("ALL",)
+    squeue_interval: float = 10.0  # seconds between squeue calls in sbatch mode
+
+
+@dataclass(frozen=True)
+class PbsSpec:
+    """Running trials on PBS Professional / OpenPBS: one qsub job each, or inside the driver's allocation."""
+
+    mode: str = "auto"  # allocation when PBS_JOBID and PBS_NODEFILE are set, else qsub
+    nodes_per_eval: int = 1
+    queue: str | None = None  # qsub -q
+    account: str | None = None  # qsub -A
+    walltime: str | None = None  # qsub -l walltime=
+    select: str | None = None  # chunk resources besides the count: "ncpus=8:ngpus=1"
+    place: str = "scatter"  # qsub -l place=: one chunk per host, so nodes_per_eval chunks are that many hosts
+    template: Path | None = None  # qsub mode: the trial job template
+    # allocation mode (and multi-node qsub jobs): mpiexec, mpirun, pbsdsh, or an argv with {hosts}
+    launcher: str | tuple[str, ...] = "mpiexec"
+    launch_args: tuple[str, ...] = ()  # extra launcher flags for each trial
+    qsub_args: tuple[str, ...] = ()  # extra qsub options for each trial job
+    nodes_flag: str | None = None  # passes nodes_per_eval to the program, e.g. --nodes
+    export: tuple[str, ...] = DEFAULT_PBS_EXPORT  # or ("ALL",)
+    qstat_interval: float = 10.0  # seconds between qstat calls in qsub mode
+    qstat_format: str = "json"  # qstat -f -F json (PBS Pro 14+, OpenPBS), or text for older servers
+    job_name_max: int = 236  # the server's job name limit (15 on old PBS versions)
+    lost_after: float = 300.0  # seconds a job may be unknown to qstat, without an exit marker, before it counts as lost
+
+
+@dataclass(frozen=True)
+class ExecutionSpec:
+    backend: str
+    num_parallel_evals: int
+    poll_interval: float
+    stop_grace_period: float
+    num_retries: int = 0  # re-attempts of a run that exits non-zero (CrayAI's name)
+    # The experiment stops once this many trials have failed for good (each after its retries); None: no limit.
+    max_failures: int | None = DEFAULT_MAX_FAILURES
+    # Per trial: resubmissions of a run the cluster ended (preempted, node failure, time limit), apart from retries.
+    max_requeues: int = DEFAULT_MAX_REQUEUES
+    # Flags a resumed run gets, besides HPC_HPO_RESUME_FROM / HPC_HPO_CHECKPOINT_DIR in its environment.
+    resume_flags: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_RESUME_FLAGS))
+    slurm: SlurmSpec = field(default_factory=SlurmSpec)
+    pbs: PbsSpec = field(default_factory=PbsSpec)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    command: tuple[str, ...]
+    space: Space
+    metric: MetricSpec
+    resource: ResourceSpec
+    scheduler: SchedulerSpec
+    searcher: SearcherSpec
+    budget: BudgetSpec
+    execution: ExecutionSpec
+    experiment_dir: Path
+    metric_regex: re.Pattern[str] | None
+    frozen: dict[str, Any]  # the normalised config, written to experiment.yaml
