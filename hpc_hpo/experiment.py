@@ -607,7 +607,12 @@ def _frozen_id(directory: Path) -> str | None:
 def write_trial_config(trial_dir: Path, config: dict[str, Any]) -> None:
     trial_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     (trial_dir / "checkpoint").mkdir(exist_ok=True, mode=0o700)
-    (trial_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    # Rewritten for a retried trial: never through a symlink left in its directory.
+    path = trial_dir / "config.json"
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(config, indent=2) + "\n")
 
 
 def find_experiment(argument: str) -> Path:

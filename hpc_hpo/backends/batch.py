@@ -204,6 +204,19 @@ class NodeGroupBackend(Backend):
         self.runs: dict[str, GroupRun] = {}
         self.end_unknown_warned = False  # the allocation's end could not be read (said once)
 
+    def _end_from_time_left(self, read_time_left: Callable[[], float | None], what: str) -> float | None:
+        """The allocation's end from the batch system's time left (so the clocks of driver and server need
+        not agree); a failed query keeps the driver going as if there were no end, said once (the driver
+        asks again every few seconds, and the signal sent before the end remains the fallback)."""
+        try:
+            left = read_time_left()
+        except CommandError as exc:
+            if not self.end_unknown_warned:
+                self.end_unknown_warned = True
+                log.warning("cannot read the time left of %s %s: %s", what, self.job_id, exc)
+            return None
+        return None if left is None else time.time() + left
+
     def usable_slots(self) -> int:
         return len(self.all_nodes) // self.nodes_per_eval
 

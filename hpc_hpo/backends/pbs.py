@@ -384,16 +384,9 @@ class PbsAllocationBackend(NodeGroupBackend):
         return self._adopt_here(handle, tag, trial_dir)  # None: never started, the driver starts it now
 
     def allocation_end(self) -> float | None:
-        """The PBS job's walltime less what it used (qstat); None when qstat cannot tell (SIGUSR1 from
-        driver.pbs remains the fallback)."""
-        try:
-            left = walltime_left(run_pbs(["qstat", "-f", "-F", "json", self.job_id]), self.job_id)
-        except PbsCommandError as exc:
-            if not self.end_unknown_warned:  # once: the driver asks again every few seconds
-                self.end_unknown_warned = True
-                log.warning("cannot read the walltime of PBS job %s: %s", self.job_id, exc)
-            return None
-        return None if left is None else time.time() + left
+        """The PBS job's walltime less what it used (qstat)."""
+        return self._end_from_time_left(
+            lambda: walltime_left(run_pbs(["qstat", "-f", "-F", "json", self.job_id]), self.job_id), "PBS job")
 
     def cancel(self, handle: str) -> None:
         run = self.runs.get(handle)

@@ -180,16 +180,9 @@ class SlurmStepsBackend(NodeGroupBackend):
         return status
 
     def allocation_end(self) -> float | None:
-        """From squeue's time left (%L), so the clocks of driver and controller need not agree; a failed
-        squeue keeps the driver going as if there were no end (SIGUSR1 remains the fallback)."""
-        try:
-            left = parse_time_left(run_slurm(["squeue", "-h", f"--jobs={self.job_id}", "-o", "%L"]))
-        except SlurmCommandError as exc:
-            if not self.end_unknown_warned:  # once: the driver asks again every few seconds
-                self.end_unknown_warned = True
-                log.warning("cannot read the time left of allocation %s: %s", self.job_id, exc)
-            return None
-        return None if left is None else time.time() + left
+        """From squeue's time left (%L)."""
+        return self._end_from_time_left(
+            lambda: parse_time_left(run_slurm(["squeue", "-h", f"--jobs={self.job_id}", "-o", "%L"])), "allocation")
 
     def _allocation_running(self) -> bool:
         """Asked only when a failed step's output speaks of the allocation's end; a failed squeue says yes."""

@@ -63,9 +63,10 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def stderr_tail(path: Path, max_bytes: int = 2000) -> str:
-    """The end of a failed trial's stderr, for `status`."""
+    """The end of a failed trial's stderr, for `status` (not through a symlink: what it points at is not the
+    trial's to show)."""
     try:
-        with open(path, "rb") as handle:
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as handle:
             handle.seek(max(handle.seek(0, 2) - max_bytes, 0))
             text = handle.read().decode("utf-8", errors="replace")
     except OSError:
