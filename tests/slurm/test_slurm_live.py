@@ -31,9 +31,8 @@ def outcomes(experiment: Path) -> dict[str, str]:
 
 def tags(experiment: Path) -> dict[str, str]:
     """trial id -> the Slurm name of its (only) run."""
-    where = experiment.resolve()
-    import hashlib
-    digest = hashlib.sha1(str(where).encode()).hexdigest()[:8]
+    from hpc_hpo.experiment import experiment_id
+    digest = experiment_id(experiment)[:8]
     return {e["trial_id"]: f"hpo-{digest}-{e['trial_id']}-{e['run']}"
             for e in journal(experiment) if e["type"] == "trial_started"}
 
