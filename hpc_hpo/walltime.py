@@ -13,6 +13,18 @@ import statistics
 from typing import Iterable, Sequence
 
 
+def clock_seconds(text: str) -> float | None:
+    """Seconds of a clock duration, "SS", "MM:SS" or "HH:MM:SS" (hours may exceed 24), the form Slurm, PBS
+    and configs write; None for anything else, non-ASCII digits included ('١:00' passes isdigit())."""
+    parts = text.strip().split(":")
+    if not 1 <= len(parts) <= 3 or not all(p.isascii() and p.isdigit() for p in parts):
+        return None
+    seconds = 0
+    for part in parts:
+        seconds = seconds * 60 + int(part)
+    return float(seconds)
+
+
 def pace(started_at: float, from_resource: float, now: float, resource: float) -> float | None:
     """Seconds per unit of resource of one run so far (start-up included), or None before any progress."""
     done = resource - from_resource

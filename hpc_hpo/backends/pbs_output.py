@@ -14,6 +14,7 @@ import signal
 from dataclasses import dataclass, field
 
 from ..errors import BackendError
+from ..walltime import clock_seconds
 from .commands import CommandError, run_command
 from .base import EXITED, RUNNING, JobStatus
 
@@ -254,13 +255,7 @@ def job_name(tag: str, limit: int) -> str:
 
 def parse_walltime(text: object) -> float | None:
     """A PBS duration, "[[HH:]MM:]SS" (hours may exceed 24), in seconds; None for anything else."""
-    parts = str(text).strip().split(":") if text is not None else []
-    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
-        return None
-    seconds = 0
-    for part in parts:
-        seconds = seconds * 60 + int(part)
-    return float(seconds)
+    return clock_seconds(str(text)) if text is not None else None
 
 
 def walltime_left(stdout: str, job_id: str) -> float | None:

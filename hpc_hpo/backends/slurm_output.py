@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import BackendError
+from ..walltime import clock_seconds
 from .commands import CommandError, run_command
 
 SEPARATOR = "|"
@@ -101,12 +102,8 @@ def latest_by_id(records: list[SlurmRecord]) -> dict[str, SlurmRecord]:
 def parse_time_left(text: str) -> float | None:
     """Seconds left from squeue's %L ("[days-]hours:minutes:seconds", "minutes:seconds"); None when Slurm
     sets no end ("UNLIMITED", "NOT_SET", "INVALID") or the text is not a duration."""
-    text = text.strip()
-    days, dash, clock = text.rpartition("-")
-    parts = clock.split(":")
-    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts) or (dash and not days.isdigit()):
+    days, dash, clock = text.strip().rpartition("-")
+    seconds = clock_seconds(clock)
+    if seconds is None or (dash and not (days.isascii() and days.isdigit())):
         return None
-    seconds = 0
-    for part in parts:
-        seconds = seconds * 60 + int(part)
-    return float(seconds + int(days or 0) * 86400)
+    return seconds + int(days or 0) * 86400

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from ..errors import MISSING, ConfigError, show_value
+from ..walltime import clock_seconds
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # Bounds that keep hostile or mistyped numbers from reaching the driver (each refusal names its bound):
@@ -145,13 +146,9 @@ def _duration_seconds(value: Any, key: str) -> float:
         if not text.isascii() or len(text) > 100:
             pass  # refused below: '١:00' would pass isdigit() and then fail int()
         elif ":" in text:
-            parts = text.split(":")
-            if len(parts) in (2, 3) and all(p.isdigit() for p in parts):
-                seconds = 0.0
-                for part in parts:
-                    seconds = seconds * 60 + int(part)
-                if seconds > 0:
-                    return seconds
+            seconds = clock_seconds(text)
+            if seconds is not None and seconds > 0:
+                return seconds
         elif text and text[-1] in DURATION_UNITS:
             try:
                 seconds = float(text[:-1]) * DURATION_UNITS[text[-1]]

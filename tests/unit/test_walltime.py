@@ -59,3 +59,9 @@ def test_a_stage_fits_when_its_measured_time_is_within_what_is_left() -> None:
 def test_a_trial_is_asked_to_pause_when_the_report_after_next_would_be_too_late() -> None:
     assert not walltime.last_report_that_fits(seconds_per_unit=2.0, step=1, seconds_left=4.1)
     assert walltime.last_report_that_fits(seconds_per_unit=2.0, step=1, seconds_left=3.9)
+
+
+@pytest.mark.parametrize("text", ["١:00", "²:00", "1:٠٠:00", "١-01:00:00"])
+def test_non_ascii_digits_are_no_duration_in_batch_output(text: str) -> None:
+    """isdigit() takes them, int() may not: every reader of a clock duration says None instead of crashing."""
+    assert parse_time_left(text) is None and parse_walltime(text) is None
