@@ -16,7 +16,7 @@ from ..backends import EXITED, JobStatus
 from ..errors import HpoError
 from ..journal import make_event
 from ..schedulers.base import Resume
-from ..state import FAILED, TrialState
+from ..state import FAILED, INTERRUPTED, TrialState
 from ..worker import INTERRUPT_FILE
 from .common import (BROKEN_PROGRAM_FAILURES, EXIT_ALLOCATION_GONE, EXIT_FAILED, SHUTDOWN_WAIT_S, STOP_SIGNALS, LiveTrial,
                      plain_number, write_atomically)
@@ -227,7 +227,10 @@ class Stopping:
 
     def _end_experiment(self, events: list[dict[str, Any]]) -> None:
         """Nothing runs and nothing waits to: journal why it ended, and whether a new run may go on with it."""
-        if self.stop_reason is None and self.held_for_end:
+        # Trials paused for the allocation's end are still to run, even when no new trial may start any more
+        # (max_trials reached): the experiment waits for the next allocation, it has not ended.
+        paused_for_end = any(t.state == INTERRUPTED for t in self.state.trials.values())
+        if self.stop_reason is None and (self.held_for_end or paused_for_end):
             self.stop_reason, self.stop_final = self._ending_for_allocation(), False
         final = self.stop_final if self.stop_reason is not None else True
         reason = self.stop_reason or self._why_done()
