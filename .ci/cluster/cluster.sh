@@ -83,9 +83,25 @@ start_slurmdbd() {
     wait_for 60 slurmdbd "$STATE/log/slurmdbd.log" sacctmgr -n show cluster
 }
 
+# A controller started afresh recovers the jobs its saved state names, though no slurmd runs them any
+# more (a machine booted from an image taken mid-test): Slurm holds their nodes for up to half an hour
+# before it notices. They are cancelled at once, and nodes left down or drained are resumed.
+clear_jobs_of_a_previous_life() {
+    local jobs
+    jobs=$(squeue -h -o %i | tr '\n' ' ')
+    if [ -n "${jobs// /}" ]; then
+        say "cancelling jobs left in the saved state from before this start: $jobs"
+        # shellcheck disable=SC2086
+        scancel $jobs || true
+    fi
+    scontrol update nodename="$(IFS=,; echo "${NODES[*]}")" state=resume >/dev/null 2>&1 || true
+}
+
 start_slurm() {
+    local fresh=0
     if ! running "$STATE/slurmctld.pid"; then
         slurmctld
+        fresh=1
     fi
     wait_for 30 slurmctld "$STATE/log/slurmctld.log" scontrol ping
     if ! sacctmgr -n -P show cluster format=cluster | grep -qx hpchpo; then
@@ -95,8 +111,14 @@ start_slurm() {
         mkdir -p "$STATE/spool/$node"
         running "$STATE/slurmd-$node.pid" || slurmd -N "$node"
     done
-    wait_for 60 "4 idle nodes" "$STATE/log/slurmctld.log" \
-        sh -c '[ "$(sinfo -h -N -t idle,mix,alloc -o %N | sort -u | wc -l)" -ge 4 ]'
+    if [ $fresh -eq 1 ]; then
+        clear_jobs_of_a_previous_life
+        wait_for 90 "4 idle nodes" "$STATE/log/slurmctld.log" \
+            sh -c '[ "$(sinfo -h -N -t idle -o %N | sort -u | wc -l)" -ge 4 ]'
+    else
+        wait_for 60 "4 nodes up" "$STATE/log/slurmctld.log" \
+            sh -c '[ "$(sinfo -h -N -t idle,mix,alloc -o %N | sort -u | wc -l)" -ge 4 ]'
+    fi
 }
 
 up() {

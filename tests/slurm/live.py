@@ -49,7 +49,21 @@ def cluster_problem() -> str | None:
     usable = [line for line in out.stdout.splitlines() if line.split()[-1] in ("idle", "mix", "alloc", "comp")]
     if len(usable) < NODES:
         return f"the cluster has {len(usable)} usable nodes, the tests need {NODES}: {out.stdout.strip()}"
-    return None
+    return _jobs_from_before()
+
+
+def _jobs_from_before(wait_s: float = 120) -> str | None:
+    """Jobs queued before the session hold nodes the tests' allocations wait for: each test would time
+    out on its own. They get two minutes to end, then the session says once what holds the cluster."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        out = subprocess.run(["squeue", "-h", "-o", "%i %j %T %M"], capture_output=True, text=True, timeout=30)
+        if out.returncode == 0 and not out.stdout.strip():
+            return None
+        if time.monotonic() > deadline:
+            return (f"jobs from before the tests still hold the cluster after {wait_s:.0f} s "
+                    f"(scancel them, or restart it: cluster.sh down; cluster.sh up):\n{out.stdout.strip()}")
+        time.sleep(2)
 
 
 @pytest.fixture(scope="session")
