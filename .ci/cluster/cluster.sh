@@ -124,10 +124,24 @@ start_slurm() {
 up() {
     install
     if [ "$(id -u)" -ne 0 ]; then say "starting the daemons needs root"; exit 3; fi
-    mkdir -p "$STATE/log" "$STATE/ctld" "$STATE/spool"
+    mkdir -p "$STATE/log" "$STATE/ctld" "$STATE/spool" "$STATE/dev"
+    # Four GPUs per node that Slurm can count and hand out (gres.conf, AutoDetect=off): slurmd wants
+    # character devices, and copies of /dev/null's numbers are enough. Slurm sets CUDA_VISIBLE_DEVICES
+    # for each step and job it gives them to.
+    for gpu in 0 1 2 3; do
+        [ -c "$STATE/dev/gpu$gpu" ] || { rm -f "$STATE/dev/gpu$gpu"; mknod "$STATE/dev/gpu$gpu" c 1 3; }
+    done
+    local before=""
+    before=$(cat "$STATE/slurm.conf" "$STATE/gres.conf" 2>/dev/null || true)
     render slurm.conf.in "$STATE/slurm.conf"
+    render gres.conf.in "$STATE/gres.conf"
     # slurmdbd and the daemons read slurm.conf's neighbours (cgroup.conf, plugstack.conf) from its directory.
     : > "$STATE/plugstack.conf"
+    if [ "$before" != "$(cat "$STATE/slurm.conf" "$STATE/gres.conf")" ] && running "$STATE/slurmctld.pid"; then
+        say "the configuration changed: restarting the Slurm daemons"
+        for node in "${NODES[@]}"; do stop_pidfile "$STATE/slurmd-$node.pid"; done
+        stop_pidfile "$STATE/slurmctld.pid"
+    fi
     start_munge
     start_mariadb
     start_slurmdbd
