@@ -14,7 +14,7 @@ Every name is importable from hpc_hpo.config, as when this was one module.
 from .specs import (BudgetSpec, DEFAULT_MAX_FAILURES, DEFAULT_MAX_REQUEUES, DEFAULT_PBS_EXPORT,
                     DEFAULT_RESUME_FLAGS, DEFAULT_SLURM_EXPORT, ExecutionSpec, ExperimentConfig,
                     MetricComponent, MetricSpec, PAUSING_SCHEDULERS, PbsSpec, ResourceSpec, SchedulerSpec,
-                    SearcherSpec, SlurmSpec)
+                    SearcherSpec, SlurmSpec, PerEval, TrialShape, LocalSpec, WorkdirSpec, AllocationRequest)
 from .reading import (DURATION_UNITS, Section, _as_list, _flag, as_number, parse_duration)
 from .params import (PARAM_NAME_PATTERN, PARAM_TYPES, RESERVED_NAMES, _choice, _conditions, _domain, _param,
                      _scalar, _space, coerce_to_domain)

@@ -9,6 +9,9 @@ from typing import Any
 
 from ..errors import ConfigError
 from .reading import MAX_COUNT, Section, _flag, as_number, parse_duration
+from .resources import SHAPE_KEYS, local_spec, trial_shape
+from .slurm_allocation import allocation_request
+from .workdir import WORKDIR_KEYS, workdir_spec
 from .specs import (DEFAULT_MAX_FAILURES, DEFAULT_MAX_REQUEUES, DEFAULT_PBS_EXPORT, DEFAULT_RESUME_FLAGS,
                     DEFAULT_SLURM_EXPORT, ExecutionSpec, PbsSpec, SlurmSpec)
 
@@ -49,7 +52,7 @@ MAX_ARGUMENT_TEXT = 100_000
 def _execution(value: Any) -> ExecutionSpec:
     section = Section(value, "execution", ("backend", "workload_manager", "num_parallel_evals", "poll_interval",
                                            "stop_grace_period", "resume_flags", "num_retries", "max_failures",
-                                           "max_requeues", "slurm", "pbs"))
+                                           "max_requeues", "slurm", "pbs", "local", *SHAPE_KEYS, *WORKDIR_KEYS))
     if "backend" in section.data and "workload_manager" in section.data:
         raise ConfigError("execution.workload_manager", section.data["workload_manager"],
                           "is another name for execution.backend", "set only one of the two")
@@ -66,7 +69,9 @@ def _execution(value: Any) -> ExecutionSpec:
                          stop_grace_period=grace, resume_flags=_resume_flags(section.get("resume_flags", {})),
                          num_retries=_count(section, "num_retries"), max_failures=_max_failures(section),
                          max_requeues=_count(section, "max_requeues", DEFAULT_MAX_REQUEUES),
-                         slurm=_slurm(section.get("slurm", None)), pbs=_pbs(section.get("pbs", None)))
+                         slurm=_slurm(section.get("slurm", None)), pbs=_pbs(section.get("pbs", None)),
+                         shape=trial_shape(section), local=local_spec(section.get("local", None)),
+                         workdir=workdir_spec(section))
 
 
 def _max_failures(section: Section) -> int | None:
@@ -85,7 +90,7 @@ def _max_failures(section: Section) -> int | None:
 def _slurm(value: Any) -> SlurmSpec:
     section = Section(value, "execution.slurm", ("mode", "nodes_per_eval", "launch_args", "alloc_args",
                                                  "alloc_jobid", "partition", "account", "time_limit", "template",
-                                                 "nodes_flag", "export", "squeue_interval"))
+                                                 "nodes_flag", "export", "squeue_interval", "allocation"))
     word = "must be letters, digits and _ . + - only (a Slurm name)"
     template = section.text("template", None)
     if template is not None and (_has_control(template) or len(template.encode("utf-8", "surrogateescape")) > 4096):
@@ -109,7 +114,8 @@ def _slurm(value: Any) -> SlurmSpec:
         nodes_flag=_flag(section.get("nodes_flag", None), section.key("nodes_flag")),
         export=_export(section.get("export", list(DEFAULT_SLURM_EXPORT)), section.key("export"), DEFAULT_SLURM_EXPORT),
         squeue_interval=float(section.number("squeue_interval", 10, positive=True, maximum=MAX_BATCH_POLL_INTERVAL,
-                                             why="seconds between squeue calls")))
+                                             why="seconds between squeue calls")),
+        allocation=allocation_request(section))
 
 
 def _pbs(value: Any) -> PbsSpec:

@@ -100,6 +100,62 @@ class BudgetSpec:
 
 
 @dataclass(frozen=True)
+class PerEval:
+    """One amount of a trial's shape: a fixed number, or the value of a hyperparameter of the trial
+    (CrayAI lets nodes_per_eval be one), e.g. `gpus_per_eval: {param: gpus}`."""
+
+    value: int | None = None
+    param: str | None = None
+
+    def of(self, config: dict[str, Any]) -> int | None:
+        """The amount for a trial with this config (None: not asked for)."""
+        if self.param is None:
+            return self.value
+        return int(config[self.param])
+
+
+@dataclass(frozen=True)
+class TrialShape:
+    """What one trial asks for beyond whole nodes (execution.*_per_eval): a share of one node. With none
+    set, a trial takes nodes_per_eval whole nodes, as before."""
+
+    gpus: PerEval = field(default_factory=PerEval)
+    cpus: PerEval = field(default_factory=PerEval)
+    mem_mb: PerEval = field(default_factory=PerEval)
+    tasks: PerEval = field(default_factory=PerEval)
+
+    @property
+    def sub_node(self) -> bool:
+        return any(p.value is not None or p.param is not None for p in (self.gpus, self.cpus, self.mem_mb, self.tasks))
+
+
+@dataclass(frozen=True)
+class LocalSpec:
+    """Local mode: the GPUs trials share (None: found from CUDA_VISIBLE_DEVICES or nvidia-smi -L)."""
+
+    gpus: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class WorkdirSpec:
+    """Where each trial runs (CrayAI's run_path / src_path): the driver's directory (shared), or a
+    directory of its own (trial) under run_path, with the src_path files put in it."""
+
+    mode: str = "shared"
+    run_path: Path | None = None
+    src_path: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class AllocationRequest:
+    """execution.slurm.allocation: the allocation a driver on a login node asks for itself (salloc --no-shell)."""
+
+    nodes: int
+    time: str | None = None
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SlurmSpec:
     """CrayAI's knobs for running trials on Slurm (steps in an allocation, or one sbatch job each)."""
 
@@ -115,6 +171,8 @@ class SlurmSpec:
     nodes_flag: str | None = None  # passes nodes_per_eval to the program, e.g. --nodes
     export: tuple[str, ...] = DEFAULT_SLURM_EXPORT  # or ("ALL",)
     squeue_interval: float = 10.0  # seconds between squeue calls in sbatch mode
+    nodes_param: str | None = None  # nodes_per_eval: {param: name}, each trial's own node count
+    allocation: AllocationRequest | None = None  # steps mode from a login node: the driver's own allocation
 
 
 @dataclass(frozen=True)
@@ -156,6 +214,9 @@ class ExecutionSpec:
     resume_flags: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_RESUME_FLAGS))
     slurm: SlurmSpec = field(default_factory=SlurmSpec)
     pbs: PbsSpec = field(default_factory=PbsSpec)
+    shape: TrialShape = field(default_factory=TrialShape)  # gpus/cpus/mem/tasks_per_eval
+    local: LocalSpec = field(default_factory=LocalSpec)
+    workdir: WorkdirSpec = field(default_factory=WorkdirSpec)
 
 
 @dataclass(frozen=True)
