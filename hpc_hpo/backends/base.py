@@ -29,6 +29,16 @@ class LaunchSpec:
     # that died between submitting and journaling the handle finds the run again by its tag.
     tag: str = ""
     nodes: int = 1
+    # A share of one node (execution.*_per_eval, resolved for this trial); None: not asked for. With
+    # none set the run takes `nodes` whole nodes.
+    gpus: int | None = None
+    cpus: int | None = None
+    mem_mb: int | None = None
+    tasks: int | None = None
+
+    @property
+    def sub_node(self) -> bool:
+        return any(v is not None for v in (self.gpus, self.cpus, self.mem_mb, self.tasks))
 
     @property
     def stdout(self) -> Path:
@@ -69,6 +79,8 @@ class Backend(ABC):
     # Nodes (hosts) each trial run gets, from this backend's own settings (execution.slurm or
     # execution.pbs): the driver puts it in every LaunchSpec and reads no batch system's section itself.
     nodes_per_eval: int = 1
+    # nodes_per_eval: {param: name}: each trial's node count is that hyperparameter's value.
+    nodes_param: str | None = None
     # Each run holds its own allocation (a batch job): a driver that is told to go (SIGTERM, the
     # allocation's warning) may leave its runs going, and the next driver takes them back.
     runs_outlive_driver: bool = False
@@ -106,6 +118,11 @@ class Backend(ABC):
     def usable_slots(self) -> int | None:
         """How many trials fit now, when that can shrink while the driver runs (nodes lost); None: as set up."""
         return None
+
+    def has_room(self, spec: LaunchSpec) -> bool:
+        """Whether this run fits the resources free now; the driver holds it back until it does (trials of
+        different shapes share nodes, so a count of slots alone cannot say)."""
+        return True
 
     def allocation_end(self) -> float | None:
         """When the allocation the trials run in ends (unix seconds), or None: no allocation, or no end."""

@@ -9,7 +9,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from .reading import MAX_COUNT, Section, _flag, as_number, parse_duration
-from .resources import SHAPE_KEYS, local_spec, trial_shape
+from .local import local_spec
+from .resources import SHAPE_KEYS, trial_shape
 from .slurm_allocation import allocation_request
 from .workdir import WORKDIR_KEYS, workdir_spec
 from .specs import (DEFAULT_MAX_FAILURES, DEFAULT_MAX_REQUEUES, DEFAULT_PBS_EXPORT, DEFAULT_RESUME_FLAGS,

@@ -42,6 +42,10 @@ from .resuming import Resuming
 from .stopping import Stopping
 
 
+class NoRoomYet(Exception):
+    """The backend has no room for this run's shape now: it stays planned until runs end."""
+
+
 class Driver(Stopping, AllocationEnd, Resuming):
     def __init__(self, config: ExperimentConfig, backend: Backend, progress_out: Any = None,
                  quiet: bool = False) -> None:
@@ -402,6 +406,9 @@ class Driver(Stopping, AllocationEnd, Resuming):
         run stays planned and the queue drains as other jobs end."""
         try:
             self._launch(trial, plan)
+        except NoRoomYet:
+            self.to_launch.append((trial, plan))  # runs of other shapes hold what it needs: next sweep
+            return
         except SubmitLater as exc:
             self.to_launch.append((trial, plan))
             pause = min(SUBMIT_WAIT_MAX_S, SUBMIT_WAIT_S * 2 ** self.submit_refusals)
@@ -439,8 +446,9 @@ class Driver(Stopping, AllocationEnd, Resuming):
         resume_from = plan.resume_from if isinstance(plan, (Resume, Branch)) else 0
         spec = LaunchSpec(trial_id=trial.trial_id, argv=self._argv(trial, plan.target, resume_from),
                           cwd=Path.cwd(), trial_dir=trial_dir, env=self._env(trial, plan.target, resume_from),
-                          tag=self._run_tag(trial.trial_id, trial.runs + 1),
-                          nodes=self.backend.nodes_per_eval)
+                          tag=self._run_tag(trial.trial_id, trial.runs + 1), **self._shape(trial))
+        if not self.backend.has_room(spec):
+            raise NoRoomYet()
         handle = self.backend.submit(spec)
         # Journaled at once, not with the next sweep: a driver killed now must find this handle.
         started = make_event("trial_started", trial.trial_id, handle=handle, backend=self.backend.name,
@@ -453,6 +461,17 @@ class Driver(Stopping, AllocationEnd, Resuming):
             self.progress.resumed(trial, plan.resume_from, plan.target)
         else:
             self.progress.started(trial)
+
+    def _shape(self, trial: TrialState) -> dict[str, int | None]:
+        """What this trial's run asks for: nodes_per_eval whole nodes, or a share of one node (an amount
+        may be one of the trial's hyperparameters)."""
+        shape = self.config.execution.shape
+        nodes = self.backend.nodes_per_eval
+        nodes_param = self.backend.nodes_param
+        if nodes_param is not None:
+            nodes = int(trial.config[nodes_param])
+        return {"nodes": nodes, "gpus": shape.gpus.of(trial.config), "cpus": shape.cpus.of(trial.config),
+                "mem_mb": shape.mem_mb.of(trial.config), "tasks": shape.tasks.of(trial.config)}
 
     def _watch(self, trial: TrialState, plan: StartNew | Resume | Branch) -> LiveTrial:
         """Follow a started run: its reports are read from the trial's files at every sweep."""
