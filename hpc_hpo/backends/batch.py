@@ -220,6 +220,10 @@ class NodeGroupBackend(Backend):
     def usable_slots(self) -> int:
         return len(self.all_nodes) // self.nodes_per_eval
 
+    def has_room(self, spec: LaunchSpec) -> bool:
+        """Trials whose node count is a hyperparameter wait for as many free nodes as they need."""
+        return len(self.free_nodes) >= spec.nodes
+
     def drop_nodes(self, nodes: list[str]) -> None:
         """Nodes that failed leave the pool for good (with salloc --no-kill the allocation goes on without them)."""
         self.all_nodes = [n for n in self.all_nodes if n not in nodes]

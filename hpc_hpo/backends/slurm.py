@@ -27,12 +27,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import ExperimentConfig, SlurmSpec
+from ..config import ExperimentConfig, SlurmSpec, TrialShape
 from ..errors import BackendError, ConfigError
 from .base import (EXITED, RUNNING, Backend, JobStatus, LaunchSpec, SubmitLater, exit_marker, read_exit_marker,
                    open_for_append, recording_exit)
 from .batch import (TEMPLATE_FIELDS, GroupRun, NodeGroupBackend, PollClock, program_argv, render_trial_script,
                     script_argv, submit_once, template_values, trial_environment, write_nodes)
+from .slurm_packing import StepPacking, read_capacities
 from .slurm_output import (ACTIVE_STATES, INVALID_JOB_ID, RESUBMIT_STATES, SACCT_FIELDS, SQUEUE_JOB_FORMAT,
                            SQUEUE_STEP_FORMAT, SlurmCommandError, SlurmRecord, latest_by_id, parse_sacct,
                            parse_sbatch_job_id, parse_squeue, parse_time_left, run_slurm)
@@ -71,10 +72,12 @@ def task_options(nodes: int, launch_args: tuple[str, ...]) -> list[str]:
     return [f"--nodes={nodes}", f"--ntasks={nodes}"]
 
 
-def srun_step_argv(settings: SlurmSpec, job_id: str, nodes: list[str], spec: LaunchSpec) -> list[str]:
-    """The srun line of one trial step: on its own nodes, named by its tag, output into its trial directory."""
-    return ["srun", f"--jobid={job_id}", f"--job-name={spec.tag}", f"--nodelist={','.join(nodes)}",
-            *task_options(len(nodes), settings.launch_args), "--kill-on-bad-exit=1", "--input=none",
+def srun_step_argv(settings: SlurmSpec, job_id: str, nodes: list[str], spec: LaunchSpec,
+                   placement: list[str] | None = None) -> list[str]:
+    """The srun line of one trial step: on its own nodes (or its share of one: `placement`), named by its
+    tag, output into its trial directory."""
+    where = placement or [f"--nodelist={','.join(nodes)}", *task_options(len(nodes), settings.launch_args)]
+    return ["srun", f"--jobid={job_id}", f"--job-name={spec.tag}", *where, "--kill-on-bad-exit=1", "--input=none",
             f"--output={spec.stdout}", f"--error={spec.stderr}", *settings.launch_args,
             *program_argv(spec, settings.nodes_flag)]
 
@@ -83,7 +86,7 @@ def sbatch_argv(settings: SlurmSpec, spec: LaunchSpec, script: Path) -> list[str
     """Options on the command line override the template's #SBATCH lines: what the config sets wins."""
     # --no-requeue: after a node failure Slurm would run the job again by itself, unwatched, from the start;
     # the driver resubmits it from the trial's checkpoint instead.
-    argv = ["sbatch", "--parsable", f"--job-name={spec.tag}", f"--nodes={spec.nodes}", "--export=NONE", "--no-requeue",
+    argv = ["sbatch", "--parsable", f"--job-name={spec.tag}", *job_shape(spec), "--export=NONE", "--no-requeue",
             f"--output={spec.trial_dir / 'slurm.out'}", f"--chdir={spec.cwd}"]
     for option, value in (("partition", settings.partition), ("account", settings.account),
                           ("time", settings.time_limit)):
@@ -92,10 +95,28 @@ def sbatch_argv(settings: SlurmSpec, spec: LaunchSpec, script: Path) -> list[str
     return argv + list(settings.alloc_args) + [str(script)]
 
 
+def job_shape(spec: LaunchSpec) -> list[str]:
+    """What a trial job asks for: its nodes whole (--exclusive, so jobs spread over the cluster as trials of
+    whole nodes should), or its share of one node (GPUs, CPUs per task, memory), so jobs pack as Slurm sees fit."""
+    if not spec.sub_node:
+        return [f"--nodes={spec.nodes}", "--exclusive"]
+    tasks = spec.tasks or 1
+    options = ["--nodes=1", f"--ntasks={tasks}"]
+    if spec.cpus is not None:
+        options.append(f"--cpus-per-task={max(1, -(-spec.cpus // tasks))}")
+    if spec.gpus:
+        options.append(f"--gres=gpu:{spec.gpus}")
+    if spec.mem_mb:
+        options.append(f"--mem={spec.mem_mb}M")
+    return options
+
+
 def script_values(settings: SlurmSpec, spec: LaunchSpec, env: dict[str, str], exit_file: Path) -> dict[str, str]:
     """The template's values (quoted for bash by template_values), the command an srun of the whole job."""
     # --export=ALL: sbatch --export=NONE sets SLURM_EXPORT_ENV=NONE, which srun would otherwise inherit.
-    step = ["srun", "--export=ALL", *task_options(spec.nodes, settings.launch_args), "--input=none",
+    tasks = task_options(spec.nodes, settings.launch_args) if not spec.sub_node else \
+        ["--nodes=1", f"--ntasks={spec.tasks or 1}"]
+    step = ["srun", "--export=ALL", *tasks, "--input=none",
             f"--output={spec.stdout}", f"--error={spec.stderr}", *settings.launch_args,
             *program_argv(spec, settings.nodes_flag)]
     return template_values(spec, env, exit_file, script_argv(step, spec.trial_id))
@@ -128,17 +149,44 @@ class SlurmStepsBackend(NodeGroupBackend):
     nodes_key = "execution.slurm.nodes_per_eval"
     more_nodes = "ask for more nodes (salloc -N) or lower nodes_per_eval"
 
-    def __init__(self, settings: SlurmSpec, job_id: str, nodes: list[str], kill_grace_s: float) -> None:
+    def __init__(self, settings: SlurmSpec, job_id: str, nodes: list[str], kill_grace_s: float,
+                 shape: TrialShape | None = None) -> None:
         super().__init__(settings.nodes_per_eval, job_id, nodes, kill_grace_s)
         self.settings = settings
+        self.nodes_param = settings.nodes_param
+        # Trials of a share of a node: a book of each node's free CPUs, GPUs and memory instead of a pool of nodes.
+        self.packing = StepPacking(job_id, read_capacities(job_id), shape) if shape and shape.sub_node else None
+
+    def slots(self, requested: int) -> int:
+        return self.packing.slots(requested) if self.packing else super().slots(requested)
+
+    def usable_slots(self) -> int:
+        return self.packing.how_many_fit() if self.packing else super().usable_slots()
+
+    def has_room(self, spec: LaunchSpec) -> bool:
+        return self.packing.place(spec) is not None if self.packing else super().has_room(spec)
+
+    def drop_nodes(self, nodes: list[str]) -> None:
+        super().drop_nodes(nodes)
+        if self.packing:
+            self.packing.book.drop(nodes)
 
     def submit(self, spec: LaunchSpec) -> str:
-        nodes = self._take_nodes(spec)
+        placement = None
+        if self.packing:
+            placed = self.packing.place(spec)
+            if placed is None:
+                raise BackendError(f"trial {spec.trial_id}: no node of allocation {self.job_id} has room for it")
+            node, share = placed
+            self.packing.hold(spec.tag, node, share, spec.trial_dir)
+            nodes, placement = [], self.packing.step_options(node, share)
+        else:
+            nodes = self._take_nodes(spec)
         exit_file = exit_marker(spec.trial_dir, spec.tag)
         offsets = log_offsets(spec.trial_dir)
         # Which nodes the run holds, for a driver that re-adopts it after a restart.
         write_nodes(spec.trial_dir, spec.tag, nodes)
-        argv = recording_exit(exit_file, srun_step_argv(self.settings, self.job_id, nodes, spec))
+        argv = recording_exit(exit_file, srun_step_argv(self.settings, self.job_id, nodes, spec, placement))
         env = trial_environment(self.settings.export, spec, dict(os.environ))
         try:
             with open_for_append(spec.trial_dir / "srun.log") as srun_log:
@@ -146,10 +194,16 @@ class SlurmStepsBackend(NodeGroupBackend):
                                            stdout=srun_log, stderr=srun_log, start_new_session=True)
         except OSError as exc:
             self.free_nodes += nodes
+            if self.packing:
+                self.packing.release(spec.tag)
             raise BackendError(f"cannot start trial {spec.trial_id}: srun: {exc.strerror}") from None
         handle = self._watch(process, spec, exit_file, nodes)
         self.runs[handle].log_offsets = offsets
         return handle
+
+    def _run_over(self, run: GroupRun) -> None:
+        if self.packing:
+            self.packing.release(run.tag)
 
     def poll(self, handles: list[str]) -> dict[str, JobStatus]:
         runs = {handle: self.runs.get(handle) for handle in handles}
@@ -201,6 +255,8 @@ class SlurmStepsBackend(NodeGroupBackend):
             self._scancel_steps(tag, job_id)
             return None
         adopted = self._adopt_here(handle, tag, trial_dir)
+        if adopted is not None and self.runs[adopted].pid is not None and self.packing:
+            self.packing.hold_again(tag, trial_dir)
         if adopted is None or self.runs[adopted].pid is None:
             # Its srun is not on this host, or its wrapper is gone: nothing here can follow the step, and a
             # step left running would write beside the trial's next run.
@@ -263,7 +319,7 @@ class SlurmBatchBackend(Backend):
 
     def __init__(self, settings: SlurmSpec, kill_grace_s: float) -> None:
         self.settings = settings
-        self.nodes_per_eval = settings.nodes_per_eval
+        self.nodes_per_eval, self.nodes_param = settings.nodes_per_eval, settings.nodes_param
         self.template_path = settings.template or default_template()
         try:
             self.template = self.template_path.read_text(encoding="utf-8")
@@ -493,16 +549,17 @@ def allocation_nodes(job_id: str) -> list[str]:
     return run_slurm(["scontrol", "show", "hostnames", nodelist]).split()
 
 
-def make_slurm_backend(config: ExperimentConfig) -> Backend:
+def make_slurm_backend(config: ExperimentConfig, own_job_id: str | None = None) -> Backend:
+    """own_job_id: the allocation the driver made itself (execution.slurm.allocation), trials are its steps."""
     settings, grace = config.execution.slurm, config.execution.stop_grace_period
     if shutil.which("srun") is None or shutil.which("squeue") is None:
         raise ConfigError("execution.backend", "slurm", "needs Slurm's commands (srun, sbatch, squeue) on PATH",
                           "run on a cluster login or compute node, or use backend: local")
-    job_id = settings.alloc_jobid or os.environ.get("SLURM_JOB_ID")
-    mode = settings.mode if settings.mode != "auto" else ("steps" if job_id else "sbatch")
+    job_id = own_job_id or settings.alloc_jobid or os.environ.get("SLURM_JOB_ID")
+    mode = "steps" if own_job_id else settings.mode if settings.mode != "auto" else ("steps" if job_id else "sbatch")
     if mode == "sbatch":
         return SlurmBatchBackend(settings, grace)
     if not job_id:
         raise ConfigError("execution.slurm.mode", "steps", "needs an allocation, and none was found",
                           "run the driver inside salloc/sbatch, or set execution.slurm.alloc_jobid")
-    return SlurmStepsBackend(settings, job_id, allocation_nodes(job_id), grace)
+    return SlurmStepsBackend(settings, job_id, allocation_nodes(job_id), grace, config.execution.shape)

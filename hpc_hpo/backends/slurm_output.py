@@ -5,6 +5,7 @@ state the driver must tell apart) without a cluster.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..errors import BackendError
@@ -107,3 +108,43 @@ def parse_time_left(text: str) -> float | None:
     if seconds is None or (dash and not (days.isascii() and days.isdigit())):
         return None
     return seconds + int(days or 0) * 86400
+
+
+# --------------------------------------------------------------------------- an allocation's resources
+
+# `scontrol show job -d` gives one line per group of nodes with the same share of the job:
+#   Nodes=n[1-2] CPU_IDs=0-3 Mem=0 GRES=gpu:4(IDX:0-3)
+# GRES may name types (gpu:a100:4(IDX:0-3)) and other resources (shard:8(...)); Mem=0 means the
+# allocation does not count memory.
+_NODE_LINE = re.compile(r"^\s*Nodes=(\S+)\s+CPU_IDs=(\S+)\s+Mem=(\d+)(?:\s+GRES=(\S*))?", re.MULTILINE)
+_GPU_COUNT = re.compile(r"(?:^|,)gpu(?::[^:(,]+)?:(\d+)")
+
+
+@dataclass(frozen=True)
+class NodeResources:
+    """What an allocation holds on a group of nodes (a Slurm hostlist expression) per node."""
+
+    nodes: str
+    cpus: int
+    mem_mb: int
+    gpus: int
+
+
+def parse_job_resources(text: str) -> list[NodeResources]:
+    """The per-node lines of `scontrol show job -d` (one per group of nodes with the same share)."""
+    groups = []
+    for match in _NODE_LINE.finditer(text):
+        nodes, cpu_ids, mem, gres = match.groups()
+        gpus = sum(int(count) for count in _GPU_COUNT.findall(gres or ""))
+        groups.append(NodeResources(nodes, count_ids(cpu_ids), int(mem), gpus))
+    return groups
+
+
+def count_ids(ranges: str) -> int:
+    """How many ids a list like 0-3,8,10-11 names."""
+    total = 0
+    for part in ranges.split(","):
+        low, _, high = part.partition("-")
+        if low.isdigit() and (not high or high.isdigit()):
+            total += int(high) - int(low) + 1 if high else 1
+    return total

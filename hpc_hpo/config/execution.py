@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import ConfigError
 from .reading import MAX_COUNT, Section, _flag, as_number, parse_duration
 from .local import local_spec
-from .resources import SHAPE_KEYS, trial_shape
+from .resources import SHAPE_KEYS, parameter_reference, trial_shape
 from .slurm_allocation import allocation_request
 from .workdir import WORKDIR_KEYS, workdir_spec
 from .specs import (DEFAULT_MAX_FAILURES, DEFAULT_MAX_REQUEUES, DEFAULT_PBS_EXPORT, DEFAULT_RESUME_FLAGS,
@@ -102,9 +102,12 @@ def _slurm(value: Any) -> SlurmSpec:
                                   and re.fullmatch(r"[0-9]{1,20}", str(jobid))):
         raise ConfigError(section.key("alloc_jobid"), jobid, "must be a Slurm job id (digits)",
                           "use the id `squeue --me` shows for your allocation")
+    nodes = section.get("nodes_per_eval", 1)
+    nodes_param = parameter_reference(nodes, section.key("nodes_per_eval")) if isinstance(nodes, dict) else None
     return SlurmSpec(
-        mode=section.choice("mode", SLURM_MODES, "auto"),
-        nodes_per_eval=section.number("nodes_per_eval", 1, integer=True, positive=True, maximum=MAX_COUNT),
+        mode=section.choice("mode", SLURM_MODES, "auto"), nodes_param=nodes_param,
+        nodes_per_eval=1 if nodes_param else section.number("nodes_per_eval", 1, integer=True, positive=True,
+                                                            maximum=MAX_COUNT),
         launch_args=_slurm_args(section, "launch_args"), alloc_args=_slurm_args(section, "alloc_args"),
         alloc_jobid=None if jobid is None else str(jobid),
         partition=section.text("partition", None, SLURM_WORD_PATTERN, word),

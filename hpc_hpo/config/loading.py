@@ -3,6 +3,7 @@ metric, resource, budget, metric_regex) here, the others through their modules; 
 froze; the validated config as YAML again."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -16,6 +17,7 @@ import yaml
 from ..errors import ConfigError, HpoError, show_text, show_value
 from ..space import Choice, Fixed, format_value
 from .execution import _execution
+from .resources import resolve_shape_params
 from .params import CONTROL_CHARACTERS, PARAM_NAME_PATTERN, _space
 from .reading import Section, _as_list, parse_duration
 from .scheduler_searcher import _scheduler, _searcher
@@ -197,6 +199,8 @@ def validate_config(data: Any, experiment_dir: str | None = None,
         raise ConfigError("searcher.type", "genetic", f"cannot breed generations under scheduler type "
                           f"'{scheduler.type}', whose paused trials never end", "use scheduler type fifo or asha")
     execution = _execution(top.get("execution", None))
+    execution = dataclasses.replace(execution, shape=resolve_shape_params(
+        execution.shape, execution.slurm.nodes_param, execution.slurm.nodes_per_eval, space))
     regex = _metric_regex(top.get("metric_regex", None), metric, resource)
     _check_argv_size(command, space, execution, where)
     frozen = dict(data)

@@ -106,12 +106,17 @@ class PerEval:
 
     value: int | None = None
     param: str | None = None
+    least: int | None = None  # with a param: its smallest value (how many trials fit at most)
 
     def of(self, config: dict[str, Any]) -> int | None:
         """The amount for a trial with this config (None: not asked for)."""
         if self.param is None:
             return self.value
         return int(config[self.param])
+
+    @property
+    def smallest(self) -> int | None:
+        return self.value if self.param is None else self.least
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,7 @@ class LocalSpec:
     """Local mode: the GPUs trials share (None: found from CUDA_VISIBLE_DEVICES or nvidia-smi -L)."""
 
     gpus: tuple[str, ...] | None = None
+    vendor: str | None = None  # nvidia or amd: which variables carry a trial's devices (None: as found)
 
 
 @dataclass(frozen=True)

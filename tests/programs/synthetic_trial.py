@@ -6,6 +6,7 @@ Values are rounded to one decimal so that ties at rung cutoffs happen often.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import sys
 import time
@@ -22,12 +23,24 @@ parser.add_argument("--resume_from", type=int, default=0)
 parser.add_argument("--checkpoint_dir", default=None)
 args = parser.parse_args()
 
+
+def _record_place(place: str, started: float) -> None:
+    with open(os.path.join(os.environ["HPC_HPO_TRIAL_DIR"], "places"), "a") as handle:
+        handle.write(f"{place} {started:.3f} {time.time():.3f}\n")
+
+
 trial_dir = os.environ["HPC_HPO_TRIAL_DIR"]
 with open(os.path.join(trial_dir, "pid"), "w") as handle:
     handle.write(str(os.getpid()))
 # One line per process started: the crash tests check that no run was ever started twice.
 with open(os.path.join(trial_dir, "starts"), "a") as handle:
     handle.write(f"{os.environ.get('HPC_HPO_RUN_TAG', '')} {os.getpid()}\n")
+# Where each run ran and with which GPUs, from when to when: the packing tests check that runs at the
+# same time on one node never share a GPU.
+started = time.time()
+place = " ".join([os.environ.get("HPC_HPO_RUN_TAG", "") or "-", os.environ.get("SLURMD_NODENAME", "") or "-",
+                  os.environ.get("CUDA_VISIBLE_DEVICES", "") or "-", os.environ.get("SLURM_CPUS_ON_NODE", "") or "-"])
+atexit.register(lambda: _record_place(place, started))
 checkpoint = os.path.join(args.checkpoint_dir or os.environ["HPC_HPO_CHECKPOINT_DIR"], "epoch")
 if args.resume_from:
     # A resumed run must find the checkpoint of exactly the epoch it resumes from.
