@@ -43,7 +43,11 @@ from common import DOCS, REPO, command_line, header, load_average, write_section
 
 PROGRAM = REPO / "benchmarks" / "programs" / "sleep_trial.py"
 NODES = 4
-SCHEDULERS = {"asha": "stopping ASHA", "promotion": "promotion ASHA", "sh": "synchronous successive halving"}
+SCHEDULERS = {"asha": "stopping ASHA", "promotion": "promotion ASHA", "sh": "synchronous successive halving",
+              "asha_packed": "stopping ASHA, one-GPU trials packed"}
+GPUS_PER_NODE = 4  # the cluster's gres.conf
+# Slots: one trial per node, or (the packed case) one per GPU, 16 at a time on the 4 nodes.
+SLOTS = {"asha_packed": NODES * GPUS_PER_NODE}
 # Where a node's seconds went; the first is the work, the rest add up to the remainder.
 CATEGORIES = {
     "work": "trial work (completed epoch sleeps)",
@@ -79,6 +83,10 @@ def config(where: Path, scheduler: str, args: argparse.Namespace, seed: int) -> 
     _, bracket = levels_and_bracket(args.max_t, args.eta)
     execution = {"backend": "slurm", "stop_grace_period": 5, "num_parallel_evals": NODES,
                  "slurm": {"mode": "steps", "nodes_per_eval": 1}}
+    if scheduler == "asha_packed":
+        # As many one-GPU trials as the allocation's GPUs hold (num_parallel_evals 0: what fits).
+        execution.update(num_parallel_evals=0, gpus_per_eval=1, slurm={"mode": "steps"})
+        scheduler = "asha"
     if args.poll_interval is not None:
         execution["poll_interval"] = args.poll_interval
     budget = {"max_trials": bracket} if scheduler == "sh" else {"max_time": args.max_time}
@@ -147,7 +155,8 @@ def read_runs(exp: Path) -> tuple[list[Run], list[dict]]:
     for run in runs:
         trial_dir = exp / "trials" / run.trial_id
         nodes = list(trial_dir.glob(f"*-{run.trial_id}-{run.run}.nodes"))
-        run.node = nodes[0].read_text().split()[0] if nodes else "?"
+        held = nodes[0].read_text().split() if nodes else []
+        run.node = held[0] if held else "?"
         markers = list(trial_dir.glob(f"*-{run.trial_id}-{run.run}.exit"))
         run.gone = markers[0].stat().st_mtime if markers else run.seen_end
         stamps = [json.loads(line) for line in (trial_dir / "work.jsonl").read_text().splitlines()
@@ -176,8 +185,23 @@ def read_runs(exp: Path) -> tuple[list[Run], list[dict]]:
 # --------------------------------------------------------------------------- accounting
 
 
-def account(runs: list[Run], events: list[dict], max_time: float | None) -> dict:
-    """Every node-second of [first decision, last run gone] in one category; plus per-run delays."""
+def assign_slots(runs: list[Run]) -> None:
+    """Packed runs hold a share of a node, not a node: each is given the first GPU slot free at its
+    decision (a slot whose previous run is gone), so that slot-seconds are accounted as node-seconds are."""
+    free_at: list[float] = []
+    for run in sorted(runs, key=lambda r: r.planned):
+        gone = run.gone if run.gone is not None else float("inf")
+        slot = next((i for i, t in enumerate(free_at) if t <= run.planned), None)
+        if slot is None:
+            slot = len(free_at)
+            free_at.append(gone)
+        free_at[slot] = gone
+        run.node = f"slot{slot}"
+
+
+def account(runs: list[Run], events: list[dict], max_time: float | None, slots: int = NODES) -> dict:
+    """Every slot-second (a node, or a GPU when packed) of [first decision, last run gone] in one category;
+    plus per-run delays."""
     t0 = min(r.planned for r in runs)
     t_end = max(r.gone for r in runs if r.gone is not None)
     split = {name: 0.0 for name in CATEGORIES}
@@ -209,11 +233,11 @@ def account(runs: list[Run], events: list[dict], max_time: float | None) -> dict
                 split["tail"] += t_end - gone
                 last_gone_per_node.append(gone)
     # Nodes that never ran anything (fewer trials than nodes) idle the whole time.
-    split["tail"] += (NODES - len(by_node)) * (t_end - t0)
+    split["tail"] += (slots - len(by_node)) * (t_end - t0)
     wall = t_end - t0
     accounted = sum(split.values())
     # The steady part: until the first node has no more work, or the time budget ran out.
-    steady_end = min(last_gone_per_node) if len(by_node) == NODES else t0
+    steady_end = min(last_gone_per_node) if len(by_node) == slots else t0
     deadline = None
     if max_time is not None:
         started = next(e["t"] for e in events if e["type"] == "run_started")
@@ -228,10 +252,10 @@ def account(runs: list[Run], events: list[dict], max_time: float | None) -> dict
             steady_work += max(0.0, min(end, steady_end) - max(start, t0))
     steady_s = steady_end - t0
     return {"trials": len({r.trial_id for r in runs}), "runs": len(runs), "wall_s": wall,
-            "work_node_s": split["work"], "utilisation": split["work"] / (NODES * wall),
-            "steady_s": steady_s, "steady_utilisation": steady_work / (NODES * steady_s) if steady_s > 0 else float("nan"),
+            "work_node_s": split["work"], "utilisation": split["work"] / (slots * wall), "slots": slots,
+            "steady_s": steady_s, "steady_utilisation": steady_work / (slots * steady_s) if steady_s > 0 else float("nan"),
             "deadline_after_s": (deadline - t0) if deadline else None,
-            "split_node_s": split, "accounted_node_s": accounted, "node_s": NODES * wall,
+            "split_node_s": split, "accounted_node_s": accounted, "node_s": slots * wall,
             "delays_ms": {k: _quantiles(v) for k, v in delays.items()},
             "stops": sum(r.decision == "stop" for r in runs), "pauses": sum(r.decision == "pause" for r in runs)}
 
@@ -288,7 +312,10 @@ def run_one(scheduler: str, args: argparse.Namespace, seed: int) -> dict:
         if done.returncode != 0:
             raise SystemExit(f"{scheduler}: the driver failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         runs, events = read_runs(where / "exp")
-        result = account(runs, events, args.max_time if scheduler != "sh" else None)
+        slots = SLOTS.get(scheduler, NODES)
+        if slots != NODES:
+            assign_slots(runs)
+        result = account(runs, events, args.max_time if scheduler != "sh" else None, slots)
         result["poll_interval"] = load_config(path).execution.poll_interval
         result["command_s"] = time.monotonic() - began
         if args.keep:
@@ -305,7 +332,8 @@ def slurm_version() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--schedulers", nargs="+", choices=list(SCHEDULERS), default=list(SCHEDULERS))
+    parser.add_argument("--schedulers", nargs="+", choices=list(SCHEDULERS), default=list(SCHEDULERS),
+                        help="asha_packed: stopping ASHA with gpus_per_eval 1, 16 trials at a time on the 16 GPUs")
     parser.add_argument("--base", type=float, default=4.0, help="mean epoch seconds: an epoch sleeps base * (0.5 + x)")
     parser.add_argument("--max-t", type=int, default=9, help="resource.max in epochs (rungs grace 1 * eta**k)")
     parser.add_argument("--eta", type=int, default=3)
@@ -357,7 +385,12 @@ def render(results: dict, args: argparse.Namespace, head: list[str]) -> str:
              f"{', '.join(f'{v:g}' for v in levels)} (grace 1, eta {args.eta}). Stopping and promotion ASHA run "
              f"for budget.max_time {args.max_time:g} s; synchronous successive halving is sync_hyperband run for its "
              f"first bracket only (budget.max_trials {bracket}: {bracket} configs at rung 1, the best 1/{args.eta} "
-             "resumed from their checkpoints at each rung).", "",
+             "resumed from their checkpoints at each rung). The packed case is the stopping ASHA run with "
+             f"`gpus_per_eval: 1` and num_parallel_evals 0 on nodes of {GPUS_PER_NODE} GPUs (gres), "
+             f"{NODES * GPUS_PER_NODE} trials at a time, each a step of one GPU and one CPU placed by the "
+             "driver's book; its utilisation is GPU-seconds of work over "
+             f"{NODES * GPUS_PER_NODE} x wall, and its runs are given GPU slots (first free at their "
+             "decision) for the split below.", "",
              f"Why these sizes: a launch costs about {launch:.2f} s here (median, Popen to the program running: "
              f"srun step, interpreter) against epochs of {lo:g}..{hi:g} s, {lo / launch:.0f} to {hi / launch:.0f} "
              "times as long, as on a real cluster, where an srun step and a framework import take seconds and an "
@@ -381,7 +414,8 @@ def render(results: dict, args: argparse.Namespace, head: list[str]) -> str:
         lines.append(f"| {SCHEDULERS[name]} | {r['trials']} | {r['runs']} | {r['stops']} | {r['pauses']} | "
                      f"{r['wall_s']:.1f} | {r['work_node_s']:.1f} | {100 * r['utilisation']:.1f}% | "
                      f"{100 * r['steady_utilisation']:.1f}% ({r['steady_s']:.1f}) |")
-    lines += ["", f"Where the {NODES} x wall node-seconds went (% of them; each column adds up to 100):", "",
+    lines += ["", "Where the slot-seconds (node-seconds; GPU-seconds when packed) of slots x wall went "
+              "(% of them; each column adds up to 100):", "",
               "| | " + " | ".join(SCHEDULERS[n] for n in results) + " |",
               "|---|" + "---:|" * len(results)]
     for key, label in CATEGORIES.items():

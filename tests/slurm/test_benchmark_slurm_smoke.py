@@ -57,7 +57,9 @@ def test_slurm_utilisation_tiny(tmp_path):
     run("slurm_utilisation.py", "--base", "0.4", "--max-t", "3", "--max-time", "6", "--out", str(out),
         "--json", str(raw))
     results = json.loads(raw.read_text())
-    assert set(results) == {"asha", "promotion", "sh"}
+    assert set(results) == {"asha", "promotion", "sh", "asha_packed"}
+    # The packed case: one-GPU trials on the cluster's 16 GPUs, accounted per GPU slot.
+    assert results["asha_packed"]["slots"] == 16 and results["asha"]["slots"] == 4
     text = section(out, "slurm-utilisation")
     assert "Measured" in text and "cores" in text and "--max-time 6" in text and "Target >= 95% for ASHA" in text
     for name, r in results.items():
@@ -69,7 +71,7 @@ def test_slurm_utilisation_tiny(tmp_path):
     assert results["asha"]["runs"] == results["asha"]["trials"]  # stopping ASHA never resumes
     assert results["sh"]["trials"] == 3 and results["sh"]["runs"] == 4  # 3 configs at epoch 1, the best resumed to 3
     for label, name in (("stopping ASHA", "asha"), ("promotion ASHA", "promotion"),
-                        ("synchronous successive halving", "sh")):
+                        ("synchronous successive halving", "sh"), ("stopping ASHA, one-GPU trials packed", "asha_packed")):
         cells = [c.strip() for c in next(line for line in text.splitlines()
                                          if line.startswith(f"| {label} | ")).split("|")[1:-1]]
         r = results[name]
