@@ -17,7 +17,7 @@ import yaml
 from ..errors import ConfigError, HpoError, show_text, show_value
 from ..space import Choice, Fixed, format_value
 from .execution import _execution
-from .resources import resolve_shape_params
+from .resources import check_launch_args, resolve_shape_params
 from .params import CONTROL_CHARACTERS, PARAM_NAME_PATTERN, _space
 from .reading import Section, _as_list, parse_duration
 from .scheduler_searcher import _scheduler, _searcher
@@ -201,6 +201,7 @@ def validate_config(data: Any, experiment_dir: str | None = None,
     execution = _execution(top.get("execution", None))
     execution = dataclasses.replace(execution, shape=resolve_shape_params(
         execution.shape, execution.slurm.nodes_param, execution.slurm.nodes_per_eval, space))
+    check_launch_args(execution.shape, execution.slurm.launch_args)
     regex = _metric_regex(top.get("metric_regex", None), metric, resource)
     _check_argv_size(command, space, execution, where)
     frozen = dict(data)

@@ -103,3 +103,22 @@ def least_of(name: str, key: str, space: Space) -> int:
         raise ConfigError(key, {"param": name}, f"names parameter '{name}', whose values are not all positive "
                           "whole numbers", "use a choice of counts, e.g. values: [1, 2, 4], or a randint from 1")
     return min(values)
+
+
+# srun options that say what a step gets: with a shape, the driver sets them from its book.
+SHAPE_OPTIONS = ("-n", "--ntasks", "-c", "--cpus-per-task", "--gres", "--gpus", "--gpus-per-task",
+                 "--gpus-per-node", "--cpus-per-gpu", "--mem", "--mem-per-cpu", "--mem-per-gpu", "-N", "--nodes",
+                 "-w", "--nodelist", "--exclusive", "--exact", "--ntasks-per-node")
+
+
+def check_launch_args(shape: TrialShape, launch_args: tuple[str, ...]) -> None:
+    """With a shape, the driver places each step and asks for its share itself: a launch_args flag that
+    asks for something else would make Slurm's book and the driver's disagree."""
+    if not shape.sub_node:
+        return
+    for arg in launch_args:
+        option = arg.split("=", 1)[0]
+        if option in SHAPE_OPTIONS or any(arg.startswith(o) and len(o) == 2 and len(arg) > 2 for o in ("-n", "-c", "-N", "-w")):
+            raise ConfigError("execution.slurm.launch_args", arg, "says what a step gets, which "
+                              "gpus/cpus/mem/tasks_per_eval decide when they are set",
+                              "set the amount with the *_per_eval keys and leave it out of launch_args")

@@ -52,6 +52,8 @@ def test_an_amount_from_a_hyperparameter_knows_its_smallest_value() -> None:
     ({"mem_per_eval": True}, ["execution.mem_per_eval"]),
     ({"slurm": {"nodes_per_eval": 2}, "gpus_per_eval": 1}, ["nodes_per_eval", "share of one node"]),
     ({"slurm": {"nodes_per_eval": {"param": "x"}}}, ["execution.slurm.nodes_per_eval", "positive whole numbers"]),
+    ({"gpus_per_eval": 1, "slurm": {"launch_args": ["--cpus-per-task=4"]}}, ["launch_args", "--cpus-per-task=4"]),
+    ({"cpus_per_eval": 1, "slurm": {"launch_args": "-c4"}}, ["launch_args", "-c4"]),
 ])
 def test_bad_shapes_are_one_clear_error(execution: dict[str, Any], words: list[str]) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -146,3 +148,8 @@ def test_sbatch_asks_for_whole_nodes_exclusively_or_for_the_share() -> None:
     assert job_shape(spec(gpus=1, cpus=8, mem_mb=16384)) == [
         "--nodes=1", "--ntasks=1", "--cpus-per-task=8", "--gres=gpu:1", "--mem=16384M"]
     assert job_shape(spec(cpus=5, tasks=2)) == ["--nodes=1", "--ntasks=2", "--cpus-per-task=3"]
+
+
+def test_launch_args_that_do_not_set_the_shape_stay_allowed_with_one() -> None:
+    config = config_with({"gpus_per_eval": 1, "slurm": {"launch_args": ["--cpu-bind=cores", "--mpi=pmix"]}})
+    assert config.execution.slurm.launch_args == ("--cpu-bind=cores", "--mpi=pmix")
