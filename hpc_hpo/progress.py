@@ -17,6 +17,7 @@ class Progress:
         self.start = time.monotonic()
         self.last_summary = self.start
         self.best_id: str | None = None
+        self.best_value: float | None = None
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -51,11 +52,16 @@ class Progress:
             self.say(f"{trial.state:<9} {trial.trial_id}  exit code {trial.exit_code}")
 
     def maybe_new_best(self) -> None:
+        """Said once per strict improvement: a trial that only ties the best (or the best trial itself
+        going further at the same value) is no news."""
         best = self.state.best_trial()
-        if best is not None and best.trial_id != self.best_id:
-            self.best_id = best.trial_id
-            self.say(f"new best  {best.trial_id}  {self.state.metric}={best.best_value:.6g} "
-                     f"at {self.state.resource} {best.best_resource:g}")
+        if best is None or best.best_value is None or best.trial_id == self.best_id:
+            return
+        if self.best_value is not None and not self.state.is_better(best.best_value, self.best_value):
+            return
+        self.best_id, self.best_value = best.trial_id, best.best_value
+        self.say(f"new best  {best.trial_id}  {self.state.metric}={best.best_value:.6g} "
+                 f"at {self.state.resource} {best.best_resource:g}")
 
     def maybe_summary(self, force: bool = False) -> None:
         now = time.monotonic()
