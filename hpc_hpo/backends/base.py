@@ -84,6 +84,8 @@ class Backend(ABC):
     # Each run holds its own allocation (a batch job): a driver that is told to go (SIGTERM, the
     # allocation's warning) may leave its runs going, and the next driver takes them back.
     runs_outlive_driver: bool = False
+    # With backend `auto`: why this one was chosen (the driver says so in its first line).
+    chosen_because: str = ""
 
     @abstractmethod
     def submit(self, spec: LaunchSpec) -> str:

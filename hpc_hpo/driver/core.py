@@ -124,7 +124,8 @@ class Driver(Stopping, AllocationEnd, Resuming):
                     self.pending_events)
         self.progress.say(f"{'resumed' if resumed else 'started'} experiment {self.config.name} in "
                           f"{self.config.experiment_dir} ({self.backend.name}, {self.config.scheduler.type}, "
-                          f"{self.parallel} at a time)")
+                          f"{self.parallel} at a time)"
+                          + (f"; {self.backend.chosen_because}" if self.backend.chosen_because else ""))
         self._reconcile_runs()
         try:
             self._loop()

@@ -1,7 +1,7 @@
-"""hpc_hpo.tune() and PBS: submitit, which runs the Python-function trials, has local processes and
-Slurm jobs only. A config that resolves to PBS (named, or found by `auto`) is a clear ConfigError
-before anything is created, never a quiet fallback to processes on the driver's machine; with
-`backend: local` the trials run as local processes, inside a PBS job too."""
+"""hpc_hpo.tune() and PBS: the Python-function trials run as local processes and Slurm jobs only.
+A config that resolves to PBS (named, or found by `auto`) is a clear ConfigError before anything
+is created, never a quiet fallback to processes on the driver's machine; with `backend: local`
+the trials run as local processes, inside a PBS job too."""
 from __future__ import annotations
 
 import json
@@ -45,12 +45,16 @@ def test_backend_pbs_is_a_clear_error_before_anything_is_created(tmp_path: Path,
 
 
 @pytest.mark.parametrize("where", ["inside a PBS job", "qsub on PATH"])
-def test_auto_that_finds_pbs_is_the_same_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+def test_auto_that_finds_pbs_is_the_same_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str,
+                                              standin: Standin) -> None:
     if where == "inside a PBS job":
         for name, value in allocation_env(tmp_path).items():
             monkeypatch.setenv(name, value)
-    else:  # a PBS login node: qsub and no sbatch
-        monkeypatch.setenv("PATH", str(STANDIN))
+    else:  # a PBS login node: qsub and no sbatch, and a server that answers qstat
+        for name, value in standin.env().items():
+            monkeypatch.setenv(name, value)
+        # The stand-in's commands need a python3, and nothing else of the machine's PATH (no sbatch).
+        monkeypatch.setenv("PATH", os.pathsep.join([str(STANDIN), os.path.dirname(sys.executable)]))
     with pytest.raises(ConfigError) as caught:
         hpc_hpo.tune(function_trials.quadratic, PARAMS, execution={"num_parallel_evals": 2},
                      experiment_dir=tmp_path / "exp", **ARGS)
@@ -66,5 +70,5 @@ def test_backend_local_inside_a_pbs_job_runs_local_processes(tmp_path: Path, mon
                         experiment_dir=tmp_path / "exp", **ARGS)
     assert best is not None and best["trial_id"] in ("0000", "0001")
     events = [json.loads(line) for line in (tmp_path / "exp" / "journal.jsonl").read_text().splitlines()]
-    assert {e["backend"] for e in events if e["type"] == "trial_started"} == {"submitit-local"}
+    assert {e["backend"] for e in events if e["type"] == "trial_started"} == {"local"}
     assert [e["state"] for e in events if e["type"] == "trial_ended"] == ["finished", "finished"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from hpc_hpo.backends import backend_kind
+from hpc_hpo.backends import backend_choice, backend_kind
 from hpc_hpo.backends import pbs as pbs_backend
 from hpc_hpo.backends.base import (EXITED, RUN_TAG_ENV, RUNNING, JobStatus, LaunchSpec, processes_tagged,
                                    recording_exit)
@@ -374,16 +374,26 @@ def pbs_config(**execution):
                             "execution": execution}, check_program=False)
 
 
+def fake_command(directory: Path, name: str, exit_code: int = 0) -> None:
+    (directory / name).write_text(f"#!/bin/sh\nexit {exit_code}\n")
+    (directory / name).chmod(0o755)
+
+
 def test_auto_recognises_pbs(monkeypatch, tmp_path: Path) -> None:
     for name in ("SLURM_JOB_ID", "PBS_JOBID", "PBS_NODEFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert backend_kind(pbs_config()) == "local"
-    (tmp_path / "qsub").write_text("#!/bin/sh\n")
-    (tmp_path / "qsub").chmod(0o755)
+    assert backend_choice(pbs_config()) == ("local", "auto: no batch system found: local processes")
+    fake_command(tmp_path, "qsub")
+    fake_command(tmp_path, "qstat", exit_code=1)
+    # qsub on PATH whose server does not answer is no batch system to send trials to.
+    assert backend_choice(pbs_config()) == ("local", "auto: qsub found but not answering: local processes")
+    fake_command(tmp_path, "qstat")
     assert backend_kind(pbs_config()) == "pbs"  # qsub and no sbatch
-    (tmp_path / "sbatch").write_text("#!/bin/sh\n")
-    (tmp_path / "sbatch").chmod(0o755)
+    fake_command(tmp_path, "sbatch")
+    fake_command(tmp_path, "sinfo", exit_code=1)
+    assert backend_kind(pbs_config()) == "pbs"  # unconfigured Slurm client tools are passed over
+    fake_command(tmp_path, "sinfo")
     assert backend_kind(pbs_config()) == "slurm"  # a Slurm site's qsub wrapper
     monkeypatch.setenv("PBS_JOBID", "1.s")
     monkeypatch.setenv("PBS_NODEFILE", "/nodes")
