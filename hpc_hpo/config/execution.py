@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..retention import POLICIES as RETENTION_POLICIES
 from .reading import MAX_COUNT, Section, _flag, as_number, parse_duration
 from .local import local_spec
 from .resources import SHAPE_KEYS, parameter_reference, trial_shape
@@ -53,7 +54,8 @@ MAX_ARGUMENT_TEXT = 100_000
 def _execution(value: Any) -> ExecutionSpec:
     section = Section(value, "execution", ("backend", "workload_manager", "num_parallel_evals", "poll_interval",
                                            "stop_grace_period", "resume_flags", "num_retries", "max_failures",
-                                           "max_requeues", "slurm", "pbs", "local", *SHAPE_KEYS, *WORKDIR_KEYS))
+                                           "max_requeues", "slurm", "pbs", "local", "keep_checkpoints", "keep_best",
+                                           *SHAPE_KEYS, *WORKDIR_KEYS))
     if "backend" in section.data and "workload_manager" in section.data:
         raise ConfigError("execution.workload_manager", section.data["workload_manager"],
                           "is another name for execution.backend", "set only one of the two")
@@ -72,7 +74,9 @@ def _execution(value: Any) -> ExecutionSpec:
                          max_requeues=_count(section, "max_requeues", DEFAULT_MAX_REQUEUES),
                          slurm=_slurm(section.get("slurm", None)), pbs=_pbs(section.get("pbs", None)),
                          shape=trial_shape(section), local=local_spec(section.get("local", None)),
-                         workdir=workdir_spec(section))
+                         workdir=workdir_spec(section),
+                         keep_checkpoints=section.choice("keep_checkpoints", RETENTION_POLICIES, "resumable"),
+                         keep_best=_count(section, "keep_best", 3))
 
 
 def _max_failures(section: Section) -> int | None:

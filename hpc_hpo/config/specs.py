@@ -150,6 +150,7 @@ class WorkdirSpec:
     mode: str = "shared"
     run_path: Path | None = None
     src_path: tuple[Path, ...] = ()
+    src_copy: bool = False  # copy src_path into each trial's directory instead of linking it
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,8 @@ class ExecutionSpec:
     shape: TrialShape = field(default_factory=TrialShape)  # gpus/cpus/mem/tasks_per_eval
     local: LocalSpec = field(default_factory=LocalSpec)
     workdir: WorkdirSpec = field(default_factory=WorkdirSpec)
+    keep_checkpoints: str = "resumable"  # all | resumable | best (hpc_hpo/retention.py)
+    keep_best: int = 3  # the best trials whose checkpoints are kept whatever their state
 
 
 @dataclass(frozen=True)
@@ -239,3 +242,15 @@ class ExperimentConfig:
     experiment_dir: Path
     metric_regex: re.Pattern[str] | None
     frozen: dict[str, Any]  # the normalised config, written to experiment.yaml
+    hooks: HooksSpec = field(default_factory=lambda: HooksSpec())  # commands run on events (config/hooks.py)
+
+
+@dataclass(frozen=True)
+class HooksSpec:
+    """hooks: commands (argv) run on events, each bounded by timeout, at most max_running at once (config/hooks.py)."""
+
+    on_trial_end: tuple[str, ...] | None = None
+    on_new_best: tuple[str, ...] | None = None
+    on_experiment_end: tuple[str, ...] | None = None
+    timeout: float = 60.0  # seconds; a hook still running then is killed
+    max_running: int = 4

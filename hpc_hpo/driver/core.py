@@ -39,14 +39,17 @@ from .allocation import AllocationEnd
 from .common import (ENDING_CHECK_S, RUN_OVER, SUBMIT_WAIT_MAX_S, SUBMIT_WAIT_S, TRIAL_ID, LiveTrial, log,
                      path_with_hpc_hpo, plain_number, stderr_tail, write_atomically)
 from .resuming import Resuming
+from .retention import CheckpointRetention
 from .stopping import Stopping
+from .hooks import HookRunner
+from .requests import StopRequests
 
 
 class NoRoomYet(Exception):
     """The backend has no room for this run's shape now: it stays planned until runs end."""
 
 
-class Driver(Stopping, AllocationEnd, Resuming):
+class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
     def __init__(self, config: ExperimentConfig, backend: Backend, progress_out: Any = None,
                  quiet: bool = False) -> None:
         self.config = config
@@ -91,6 +94,9 @@ class Driver(Stopping, AllocationEnd, Resuming):
         self.submit_again_at = 0.0
         self.submit_refusals = 0
         self.levels = rung_levels(config.resource.max, spec.grace_period, spec.reduction_factor, spec.rung_levels)
+        self.hooks = HookRunner(config, self.state)  # hooks: commands run on events (driver/hooks.py)
+        self.retention = CheckpointRetention(config.experiment_dir / "trials", config.execution.keep_checkpoints,
+                                             config.execution.keep_best)
 
     # ------------------------------------------------------------------ public
 
@@ -115,6 +121,8 @@ class Driver(Stopping, AllocationEnd, Resuming):
 
     def _run_holding_lease(self, resumed: bool, reopened: bool = False) -> ExperimentState:
         self._replay(self.journal.iter())
+        self.hooks.begin()
+        self.retention.clean_leftovers()
         if self.state.finished and not reopened:  # a budget changed since it ended: go on, or end again
             self.progress.say(f"experiment {self.config.name} already ended ({self.state.ended})")
             return self.state
@@ -137,6 +145,7 @@ class Driver(Stopping, AllocationEnd, Resuming):
         finally:
             if not self.detached:
                 self.backend.shutdown()
+            self.hooks.close(cut_short=lambda: bool(self.signals))  # on_experiment_end, at most hooks.timeout
         return self.state
 
     # ------------------------------------------------------------------ the loop
@@ -145,6 +154,7 @@ class Driver(Stopping, AllocationEnd, Resuming):
         while True:
             if self.signals and self._handle_signals():
                 return
+            self._check_stop_request()  # hpc-hpo stop (driver/requests.py)
             events, self.pending_events = self.pending_events, []
             self._check_allocation_end(events)
             self._sweep_trials(events)
@@ -155,8 +165,10 @@ class Driver(Stopping, AllocationEnd, Resuming):
                 self._end_experiment(events)
             self._append(events)
             self._act()
+            self.retention.prune(self.state, final=done and self.state.finished)
             self.progress.maybe_summary()
             if done:
+                self.retention.wait()
                 self.progress.maybe_summary(force=True)
                 return
             self._wait_for_next_sweep()
@@ -532,6 +544,7 @@ class Driver(Stopping, AllocationEnd, Resuming):
         cancelled here (LeaseLost), the runs are that driver's now."""
         self.lease.check(on_lost=lambda: setattr(self, "detached", True))
         self.journal.append(events)
+        self.hooks.saw(events)  # after the append: a hook never announces what the journal lacks
 
     def _loss(self, value: float) -> float:
         return value if self.config.metric.mode == "min" else -value
@@ -541,10 +554,27 @@ class Driver(Stopping, AllocationEnd, Resuming):
         events.append(event)
 
     def _run_tag(self, trial_id: str, run: int) -> str:
-        """Unique to this experiment, trial and run; short and plain enough for a Slurm job name (19 characters
-        with 4-digit trial ids, PBS's limit). Named by the experiment's id, not its path, so that a driver
-        reaching the experiment through another mount point finds the runs again."""
-        return f"hpo-{self.lease.experiment_id[:8]}-{trial_id}-{run}"
+        """The run's name for the batch system and its processes: the experiment's name first (its first 8
+        characters are what a default squeue shows), then trial, run and the experiment's id, which make it
+        unique. By the id, not the path, so that a driver reaching the experiment through another mount
+        point finds the runs again. A run an older driver started carries the tag of its day,
+        hpo-<id>-<trial>-<run>, and keeps it: its files in the trial directory (exit marker, nodes, job
+        script) or its journaled process say so, and the run is found by that tag."""
+        experiment_id = self.lease.experiment_id[:8]
+        old = f"hpo-{experiment_id}-{trial_id}-{run}"
+        try:
+            if any(name.startswith(old + ".") for name in os.listdir(self._trial_dir(trial_id))):
+                return old
+        except OSError:  # no trial directory yet: a run never started
+            pass
+        trial = self.state.trials.get(trial_id)
+        pid = (trial.handle or "").rpartition(":")[2] if trial is not None and trial.runs == run else ""
+        if pid.isdigit():  # a local run leaves no file before it ends; its process carries its tag
+            from ..backends.base import processes_tagged
+            if processes_tagged(old, [int(pid)]):
+                return old
+        label = self.config.name if self.config.name[0].isalpha() else f"e{self.config.name}"  # PBS: a letter first
+        return f"{label[:8]}-{trial_id}-{run}-{experiment_id}"
 
     def _trial_dir(self, trial_id: str) -> Path:
         # Ids come from the journal, a file on a shared filesystem: one that is not a number could point anywhere.

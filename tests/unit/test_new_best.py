@@ -14,7 +14,7 @@ def report(state: ExperimentState, trial_id: str, resource: float, value: float)
 
 def test_new_best_only_for_a_strict_improvement() -> None:
     state = ExperimentState()
-    state.apply(make_event("experiment_created", name="t", metric="loss", mode="min", resource="epoch"))
+    state.apply(make_event("experiment_created", name="t", metric="loss", mode="min", resource="epoch", params=["x"]))
     for trial_id in ("0000", "0001", "0002"):
         state.apply(make_event("trial_created", trial_id, index=int(trial_id), config={"x": 1}))
     out = io.StringIO()

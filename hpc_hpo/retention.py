@@ -1,0 +1,50 @@
+"""Which checkpoints an experiment no longer needs (execution.keep_checkpoints). Pure: no I/O.
+
+- `all`: nothing is deleted.
+- `resumable` (the default): what a resume may still need stays: the checkpoints of trials that are
+  running, paused, interrupted or pending, and the `keep_best` best trials' checkpoints. A trial
+  that ended for good (stopped, completed, finished, failed, cancelled) loses its checkpoint once
+  it is not among the best.
+- `best`: as `resumable` while the experiment runs; when it ends for good, only the best trials'
+  checkpoints stay, paused trials' too are deleted (an extension of the experiment then starts
+  those trials' next runs from nothing: use `resumable` for experiments you may extend).
+
+PBT snapshots (a trial's checkpoint as it was at a pause, which children copy) at a level are
+deleted once every trial that is not over has got past that level: no one can pause there again
+and look for a parent.
+"""
+from __future__ import annotations
+
+from .state import ENDED_STATES, ExperimentState
+
+POLICIES = ("all", "resumable", "best")
+
+
+def best_trials(state: ExperimentState, keep_best: int) -> set[str]:
+    """The ids of the keep_best trials with the best values at any report (ties: the earlier trial)."""
+    scored = [t for t in state.trials.values() if t.best_value is not None]
+    sign = 1.0 if state.mode == "min" else -1.0
+    scored.sort(key=lambda t: (sign * t.best_value, t.index))
+    return {t.trial_id for t in scored[:keep_best]}
+
+
+def checkpoints_to_drop(state: ExperimentState, policy: str, keep_best: int, final: bool,
+                        present: set[str]) -> set[str]:
+    """The trials (among those whose checkpoint is present) whose checkpoint can go now."""
+    if policy == "all":
+        return set()
+    keep = best_trials(state, keep_best)
+    droppable = set(ENDED_STATES)
+    if policy == "best" and final:
+        droppable |= {t.state for t in state.trials.values()}
+    return {trial_id for trial_id in present
+            if trial_id in state.trials and trial_id not in keep and state.trials[trial_id].state in droppable}
+
+
+def snapshots_to_drop(state: ExperimentState, policy: str, present: dict[str, list[float]]) -> list[tuple[str, float]]:
+    """(trial id, level) of PBT snapshots that no trial can branch from any more."""
+    if policy == "all":
+        return []
+    going = [t.last_resource or 0.0 for t in state.trials.values() if t.state not in ENDED_STATES]
+    lowest = min(going) if going else float("inf")
+    return [(trial_id, level) for trial_id, levels in present.items() for level in levels if level < lowest]
