@@ -5,6 +5,7 @@ import argparse
 import errno
 import json
 import logging
+import os
 import sys
 from typing import Any, Sequence
 
@@ -55,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="experiment YAML file")
     run.add_argument("--experiment-dir", help="where the experiment lives (overrides experiment_dir)")
     run.add_argument("--quiet", action="store_true", help="print only the result")
+    run.add_argument("--verbose", action="store_true",
+                     help="say for each run its command, its job, step or process id, its nodes and GPUs")
     run.set_defaults(func=_run)
 
     plan = commands.add_parser("plan", help="print the scheduler's plan and the resource it will spend; runs nothing")
@@ -66,7 +69,16 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--is-finished", action="store_true",
                         help="print nothing; exit 0 if the experiment has ended for good, 1 if a run can go on "
                              "with it (for scripts, e.g. the chained driver.sbatch)")
+    status.add_argument("--watch", action="store_true", help="refresh every --interval seconds until Ctrl-C")
+    status.add_argument("--interval", type=float, default=2.0, metavar="S", help="seconds between refreshes (2)")
     status.set_defaults(func=_status)
+
+    stop = commands.add_parser("stop", help="ask the driver running an experiment (on any node) to stop gracefully")
+    stop.add_argument("experiment", help="experiment directory, or its config file")
+    stop.add_argument("--final", action="store_true", help="end the experiment for good (else a later run resumes it)")
+    stop.add_argument("--wait", action="store_true", help="wait until the driver has stopped")
+    stop.add_argument("--timeout", type=float, metavar="S", help="with --wait: give up after S seconds (exit 1)")
+    stop.set_defaults(func=_stop)
 
     best = commands.add_parser("best", help="the best trial so far")
     best.add_argument("experiment", help="experiment directory, or its config file")
@@ -78,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--csv", required=True, metavar="FILE", help="output file ('-' for stdout)")
     export.set_defaults(func=_export)
 
+    plot = commands.add_parser("plot", help="draw the experiment on one page (PNG, SVG or HTML); needs hpc-hpo[plot]")
+    plot.add_argument("experiment", help="experiment directory, or its config file")
+    plot.add_argument("-o", "--output", metavar="FILE", help="a .png, .svg or .html file (default <experiment>/plot.png)")
+    plot.set_defaults(func=_plot)
+
     report = commands.add_parser("report", help="record a report from a trial (shell or other languages)")
     report.add_argument("pairs", nargs="+", metavar="NAME=VALUE", help="e.g. epoch=3 accuracy=0.91")
     report.set_defaults(func=_report)
@@ -86,20 +103,38 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from .backends import make_backend
+    from .backends.slurm_allocation import run_in_own_allocations, wants_own_allocation
     from .config import load_config
-    from .driver import Driver
     from .experiment import check_resume
     from .results import best_text
 
     config = load_config(args.config, experiment_dir=args.experiment_dir)
     check_resume(config)  # a change the experiment refuses is refused before the backend or the lease writes
-    driver = Driver(config, make_backend(config), quiet=args.quiet)
-    state = driver.run()
+    if wants_own_allocation(config, dict(os.environ)):  # execution.slurm.allocation: salloc, then trials as steps
+        from .backends.slurm import make_slurm_backend
+        driver = run_in_own_allocations(config, lambda job_id: make_slurm_backend(config, job_id),
+                                        lambda backend: _driver(config, backend, args))
+    else:
+        driver = _driver(config, make_backend(config), args)
+        driver.run()
     print()
-    print(best_text(state))
+    print(best_text(driver.state))
     if driver.closing_line:
         print(f"hpc-hpo: {driver.closing_line}", file=sys.stderr)
     return driver.exit_code
+
+
+def _driver(config: Any, backend: Any, args: argparse.Namespace) -> Any:
+    """The driver of `run`; with --verbose its backend says where each run runs, through the driver's progress."""
+    from .driver import Driver
+
+    if not args.verbose:
+        return Driver(config, backend, quiet=args.quiet)
+    from .backends.verbose import VerboseBackend
+    verbose = VerboseBackend(backend)
+    driver = Driver(config, verbose, quiet=args.quiet)
+    verbose.say = driver.progress.say
+    return driver
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -118,13 +153,25 @@ def _load(argument: str) -> Any:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .results import status_table
+    from .experiment import find_experiment
+    from .status_view import status_text, watch
 
-    state = _load(args.experiment)
+    directory = find_experiment(args.experiment)
+    if args.watch:  # status_view.py: refreshes in place on a terminal, blocks separated by a line elsewhere
+        return watch(directory, args.interval)
+    from .state import load_state
+    state = load_state(directory)
     if args.is_finished:
         return 0 if state.finished else 1
-    print(status_table(state))
+    print(status_text(directory, state))
     return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from .experiment import find_experiment
+    from .stop_request import request_stop
+
+    return request_stop(find_experiment(args.experiment), args.final, args.wait, args.timeout)
 
 
 def _best(args: argparse.Namespace) -> int:
@@ -151,6 +198,17 @@ def _export(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise HpoError(f"cannot write '{args.csv}': {exc.strerror}") from None
     print(f"wrote {count} reports to {args.csv}", file=sys.stderr)
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .experiment import find_experiment
+    from .plot import plot_experiment
+
+    written = plot_experiment(find_experiment(args.experiment), Path(args.output) if args.output else None)
+    print(f"wrote {written}", file=sys.stderr)
     return 0
 
 

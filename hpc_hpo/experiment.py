@@ -41,7 +41,7 @@ LOCK_ADVICE = ("see 'Locks on shared filesystems' in the README (NFS needs lockd
 # Top-level keys that say how the experiment runs, not what it is (DESIGN.md, Lifecycle): a resume applies
 # their changes and journals them. A moved script or a new interpreter path runs the same experiment, so
 # `command` is one of them.
-MUTABLE_KEYS = ("budget", "execution", "metric_regex", "experiment_dir", "command")
+MUTABLE_KEYS = ("budget", "execution", "metric_regex", "experiment_dir", "command", "hooks")
 # What the experiment is, each key with the validated part it becomes: a change would mix two experiments
 # in one journal. Any other top-level key is refused too.
 IDENTITY_KEYS = {"name": "name", "params": "space", "metric": "metric", "resource": "resource",

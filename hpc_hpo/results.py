@@ -4,20 +4,42 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from .space import format_value
-from .state import ExperimentState, TrialState
+from .state import ExperimentState, ReportRow, TrialState
 
+# What srun (steps mode) and Slurm (a trial job's output, sbatch mode) wrote about a trial's runs.
+BATCH_LOGS = ("srun.log", "slurm.out")
 # The fixed leading columns of the export. Public and stable: other tools read this format.
 EXPORT_LEADING = ("trial_id", "resource")
 EXPORT_TRAILING = ("elapsed_s", "decision")
+# Added later, so at the very end: when the driver processed each report, as seconds since the experiment was
+# created (one time axis for every trial) and as unix seconds (to line up with other logs).
+EXPORT_TIMES = ("experiment_s", "unix_time")
 
 
 def export_columns(state: ExperimentState) -> list[str]:
-    """Fixed columns, the parameters, then (for a combined objective) each combined metric."""
-    return [*EXPORT_LEADING, state.metric, *EXPORT_TRAILING, *state.param_names, *state.combined]
+    """Fixed columns, the parameters, (for a combined objective) each combined metric, then the times."""
+    return [*EXPORT_LEADING, state.metric, *EXPORT_TRAILING, *state.param_names, *state.combined, *EXPORT_TIMES]
+
+
+def report_records(state: ExperimentState) -> list[dict[str, Any]]:
+    """One dict per processed report, keyed by export_columns(state), values as the journal holds them
+    (numbers stay numbers; a parameter the trial did not use is None)."""
+    columns = export_columns(state)
+    return [dict(zip(columns, _row_values(state, row))) for row in state.rows]
+
+
+def _row_values(state: ExperimentState, row: ReportRow) -> list[Any]:
+    config = state.trials[row.trial_id].config
+    params = [config.get(name) for name in state.param_names]
+    parts = [(row.components or {}).get(name) for name in state.combined]
+    since = row.t - state.created_at if row.t is not None and state.created_at is not None else None
+    return [row.trial_id, row.resource, row.value, row.elapsed_s, row.decision, *params, *parts, since, row.t]
 
 
 def write_export(state: ExperimentState, out: TextIO) -> int:
@@ -25,11 +47,7 @@ def write_export(state: ExperimentState, out: TextIO) -> int:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(export_columns(state))
     for row in state.rows:
-        config = state.trials[row.trial_id].config
-        params = [_cell(config.get(name)) for name in state.param_names]
-        parts = [_cell((row.components or {}).get(name)) for name in state.combined]
-        writer.writerow([row.trial_id, _cell(row.resource), _cell(row.value), _cell(row.elapsed_s),
-                         row.decision, *params, *parts])
+        writer.writerow([_cell(value) for value in _row_values(state, row)])
     return len(state.rows)
 
 
@@ -72,7 +90,8 @@ def best_text(state: ExperimentState) -> str:
     return "\n".join(lines)
 
 
-def status_table(state: ExperimentState) -> str:
+def status_table(state: ExperimentState, directory: Path | None = None) -> str:
+    """directory: the experiment's, where a failed trial's srun.log and slurm.out are read when its stderr is empty."""
     header = ["trial", "state", f"last {state.resource}", f"best {state.metric}", *state.param_names]
     rows = [header] + [_status_row(state, trial) for trial in state.trials.values()]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -84,12 +103,29 @@ def status_table(state: ExperimentState) -> str:
     if state.allocation_end is not None:
         summary += f"\nallocation ends {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(state.allocation_end))}"
     failures = [f"trial {t.trial_id} failed (exit code {t.exit_code}): {t.reason or 'no stderr'}"
+                + (batch_system_said(directory / "trials" / t.trial_id, t.reason) if directory else "")
                 for t in state.trials.values() if t.state == "failed"]
     interrupted = [f"trial {t.trial_id} interrupted at {state.resource} {t.last_resource or 0:g}: "
                    f"{t.reason or 'stopped'}; resumed first by the next run"
                    for t in state.trials.values() if t.state == "interrupted"]
     notes = failures + interrupted
     return "\n".join([summary, "", *lines, *([""] + notes if notes else [])])
+
+
+def batch_system_said(trial_dir: Path, reason: str | None) -> str:
+    """For a failed trial whose own stderr is empty: the end of what srun (srun.log, steps mode) or Slurm (slurm.out,
+    the trial job's output in sbatch mode) wrote, on indented lines; "" when the stderr has something or the
+    recorded reason already is that text. A run that never started its program (an srun refused, a job script
+    that failed before it) leaves its reason only there."""
+    from .driver.common import stderr_tail  # read as the driver reads it: the end, never through a symlink
+
+    if stderr_tail(trial_dir / "stderr"):
+        return ""
+    for name in BATCH_LOGS:
+        text = stderr_tail(trial_dir / name)
+        if text and not (reason or "").startswith(f"({name})"):
+            return f"\n  ({name}) " + text.replace("\n", "\n  ")
+    return ""
 
 
 def _status_row(state: ExperimentState, trial: TrialState) -> list[str]:
@@ -103,3 +139,25 @@ def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return "-" if value is None else _cell(value)
+
+
+def load(experiment: str | os.PathLike[str]) -> Any:
+    """The experiment's processed reports, one row per report, with the columns of `hpc-hpo export --csv`
+    (README, "Export format (stable)"): trial_id, resource, the metric, elapsed_s, decision, one column per
+    parameter, one per combined metric, then experiment_s (seconds since the experiment was created) and
+    unix_time (when the driver processed the report).
+
+    `experiment` is the experiment directory or its config file. Returns a pandas DataFrame when pandas is
+    installed, else a list of plain dicts (one per row, keyed by column name). Reads the journal without
+    the driver's lock, so it works while the experiment runs (it sees the reports processed so far).
+    """
+    from .experiment import find_experiment
+    from .state import load_state
+
+    state = load_state(find_experiment(os.fspath(experiment)))
+    records = report_records(state)
+    try:
+        import pandas
+    except ImportError:
+        return records
+    return pandas.DataFrame.from_records(records, columns=export_columns(state))

@@ -58,6 +58,7 @@ class ReportRow:
     elapsed_s: float
     decision: str
     components: dict[str, float] | None = None  # values of combined metrics, when the objective combines
+    t: float | None = field(default=None, compare=False)  # when the driver processed it (unix seconds)
 
 
 @dataclass
@@ -190,7 +191,7 @@ class ExperimentState:
         trial = self.trials[e["trial_id"]]
         value, resource = float(e["value"]), float(e["resource"])
         self.rows.append(ReportRow(trial.trial_id, e["resource"], value, e["elapsed_s"], e["decision"],
-                                   e.get("metrics")))
+                                   e.get("metrics"), e["t"]))
         trial.last_resource = resource
         trial.num_reports += 1
         # At an equal value the later (higher) resource counts: "the one that got further".

@@ -87,7 +87,7 @@ def record(metrics: dict[str, Any]) -> str:
             warnings.warn(f"hpc_hpo.report() called outside a trial ({TRIAL_DIR_ENV} is not set); "
                           "nothing is recorded", stacklevel=3)
         return "continue"
-    if _rank() == 0:  # in a multi-task trial every rank may call report(); one line per report is kept
+    if rank() == 0:  # in a multi-task trial every rank may call report(); one line per report is kept
         line = json.dumps({**{k: _plain(v) for k, v in metrics.items()}, "t": time.time()})
         _append(directory / METRICS_FILE, (line + "\n").encode("utf-8"))
     if os.path.exists(directory / INTERRUPT_FILE):
@@ -121,7 +121,9 @@ def _append(path: Path, data: bytes) -> None:
 RANK_VARIABLES = ("SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "RANK")
 
 
-def _rank() -> int:
+def rank() -> int:
+    """This task's rank in a multi-task trial (0 when run alone): let rank 0 alone write the trial's shared
+    files (checkpoints), as report() does with the metrics file."""
     for name in RANK_VARIABLES:
         value = os.environ.get(name, "")
         if value.isdigit():

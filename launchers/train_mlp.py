@@ -8,6 +8,9 @@ printed). The data set ships with scikit-learn: nothing is downloaded.
 
 Under a pausing scheduler (promotion ASHA, PASHA, synchronous Hyperband) --epochs is the run's target
 (resource.max_resource_attr) and a resumed run gets --resume_from and --checkpoint_dir.
+
+In a multi-task trial (configs/slurm_multinode.yaml: one srun task per node) every rank trains the same
+model; rank 0 alone saves the checkpoint, and only its reports are recorded.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
-from hpc_hpo import checkpoint_dir, report, target_resource, trial_dir
+from hpc_hpo import checkpoint_dir, rank, report, target_resource, trial_dir
 
 CHECKPOINT_FILE = "model.pkl"
 
@@ -86,8 +89,11 @@ def main() -> None:
         if standalone:
             print(f"epoch {epoch}: accuracy {accuracy:.4f}")
             continue
-        # Checkpoint before reporting: at a rung, report() may pause this run and end the process.
-        save_checkpoint(checkpoints, model, epoch)
+        # Checkpoint before reporting: at a rung, report() may pause this run and end the process. In a
+        # multi-task trial (slurm_multinode.yaml) every rank trains the same model; rank 0 alone writes it,
+        # as two writers of one checkpoint file would race each other.
+        if rank() == 0:
+            save_checkpoint(checkpoints, model, epoch)
         report(epoch=epoch, accuracy=accuracy, loss=float(model.loss_))
 
 

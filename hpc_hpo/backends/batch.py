@@ -30,6 +30,11 @@ MAX_POLL_BACKOFF_S = 300.0
 # What a job script's `export NAME=...` line can hold: a shell identifier (an exported bash function is
 # BASH_FUNC_name%%, and a name may hold anything but '=' and NUL), a value on one line.
 SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Variables bash sets itself in the job script (some read-only): an export of the driver's value would fail
+# or be overwritten at once. `_` is in every environment a shell started; the job's bash sets its own.
+BASH_OWNED = frozenset({"_", "BASHOPTS", "BASHPID", "BASH_ARGV0", "BASH_VERSINFO", "EPOCHREALTIME", "EPOCHSECONDS",
+                        "EUID", "GROUPS", "LINENO", "OLDPWD", "PPID", "PWD", "RANDOM", "SECONDS", "SHELLOPTS",
+                        "SHLVL", "SRANDOM", "UID"})
 # The sets of skipped variables already warned about: said once per driver, not once per trial.
 _warned_skips: set[frozenset[str]] = set()
 
@@ -60,6 +65,7 @@ def trial_environment(export: tuple[str, ...], spec: LaunchSpec, source: dict[st
     newlines), names that are not shell identifiers ('A;touch X;B' would run as code), values with
     line breaks. The same in every mode, so that a trial sees the same environment under sbatch and srun."""
     if export == ("ALL",):
+        source = {name: value for name, value in source.items() if name not in BASH_OWNED}
         env = {name: value for name, value in source.items() if scriptable(name, value)}
         _warn_skipped(sorted(set(source) - set(env)))
     else:

@@ -1,102 +1,100 @@
-"""Python-function trials (`hpc_hpo.tune`) run through submitit's executors: local processes or
-Slurm jobs (submitit has no PBS executor: tune() refuses a config that resolves to PBS). submitit
-pickles the function and its arguments and runs them in a fresh process; this backend only maps
-the Backend seam onto submitit's jobs.
+"""Python-function trials (`hpc_hpo.tune`) run as trial programs through the backend `hpc-hpo run`
+would use: local processes, Slurm steps or sbatch jobs. So they get everything a program trial gets:
+the job's time limit and alloc_args, the template, steps packing, GPUs, the exit marker that tells the
+driver at once that a stopped job ended, and re-adoption by the next driver after a crash.
 
-The function gets its trial's config as a dict and calls `hpc_hpo.report(...)` like any trial
-program: the trial's HPC_HPO_* variables are set in the job before it is called.
+The function is pickled once into the experiment (cloudpickle: a function defined in the user's
+script is carried by value, one in an importable module by name) together with the driver's
+sys.path, and every trial runs `python -m hpc_hpo.function_trial <that file>`, which loads it and
+calls it with the trial's config. The trial's HPC_HPO_* variables are set as for any program, so
+`hpc_hpo.report(...)` works inside the function.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
-import signal
+import pickle
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import submitit
+from .base import Backend, JobStatus, LaunchSpec
 
-from ..config import SlurmSpec
-from .base import EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec
-
-
-def run_function_trial(fn: Callable[[dict[str, Any]], Any], env: dict[str, str], trial_dir: str) -> Any:
-    """What runs inside the submitit job: the trial's environment, its config, the user's function."""
-    os.environ.update(env)
-    config = json.loads((Path(trial_dir) / "config.json").read_text(encoding="utf-8"))
-    try:
-        return fn(config)
-    except SystemExit as exc:
-        # report() ends the process with exit(0) on stop, pause or complete: a normal end here.
-        if exc.code in (0, None):
-            return None
-        raise
+# Where the pickled function lives in the experiment directory.
+FUNCTION_FILE = "function.pkl"
+# The package's parent directory: the trial's interpreter finds hpc_hpo there when it is not installed.
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class FunctionBackend(Backend):
-    """Each trial a submitit job: `cluster` is "local" (a process) or "slurm" (an sbatch job)."""
+    """The backend `hpc-hpo run` would use, each run's command replaced by hpc_hpo.function_trial."""
 
-    def __init__(self, fn: Callable[[dict[str, Any]], Any], folder: Path, cluster: str,
-                 slurm: SlurmSpec | None = None) -> None:
-        self.fn, self.folder, self.cluster, self.slurm = fn, folder, cluster, slurm
-        self.name = f"submitit-{cluster}"
-        self.nodes_per_eval = slurm.nodes_per_eval if cluster == "slurm" and slurm is not None else 1
-        self._executor: submitit.AutoExecutor | None = None
-        self.jobs: dict[str, submitit.Job[Any]] = {}
-
-    @property
-    def executor(self) -> submitit.AutoExecutor:
-        """Made at the first submit: submitit creates its folder, which must wait for the experiment's."""
-        if self._executor is None:
-            self._executor = submitit.AutoExecutor(folder=self.folder / "%j", cluster=self.cluster)
-            if self.cluster == "slurm" and self.slurm is not None:
-                parameters: dict[str, Any] = {"nodes": self.slurm.nodes_per_eval, "tasks_per_node": 1}
-                if self.slurm.partition:
-                    parameters["slurm_partition"] = self.slurm.partition
-                if self.slurm.account:
-                    parameters["slurm_account"] = self.slurm.account
-                self._executor.update_parameters(**parameters)
-        return self._executor
-
-    def slots(self, requested: int) -> int:
-        return requested or (os.cpu_count() or 1)
+    def __init__(self, inner: Backend, function_pickle: bytes, experiment_dir: Path) -> None:
+        """function_pickle: what pickled_function made of the function to tune."""
+        self.inner = inner
+        self.function_bytes = function_pickle
+        self.payload = experiment_dir / FUNCTION_FILE
+        self.written = False
+        self.name = inner.name
+        self.nodes_per_eval, self.nodes_param = inner.nodes_per_eval, inner.nodes_param
+        self.runs_outlive_driver = inner.runs_outlive_driver
 
     def submit(self, spec: LaunchSpec) -> str:
-        self.executor.update_parameters(name=spec.tag)
-        env = {**spec.env, RUN_TAG_ENV: spec.tag}
-        job = self.executor.submit(run_function_trial, self.fn, env, str(spec.trial_dir))
-        self.jobs[job.job_id] = job
-        return job.job_id
+        if not self.written:  # at the first run: the experiment directory exists only once the driver made it
+            write_payload(self.payload, self.function_bytes)
+            self.written = True
+        env = {**spec.env, "PYTHONPATH": with_package_root(spec.env.get("PYTHONPATH", os.environ.get("PYTHONPATH")))}
+        return self.inner.submit(dataclasses.replace(spec, argv=runner_argv(self.payload), env=env))
 
     def poll(self, handles: list[str]) -> dict[str, JobStatus]:
-        statuses = {}
-        for handle in handles:
-            job = self.jobs.get(handle)
-            if job is None:
-                statuses[handle] = JobStatus(EXITED, None, "not started by this driver")
-            elif not job.done():
-                statuses[handle] = JobStatus(RUNNING)
-            else:
-                statuses[handle] = self._ended(job)
-                del self.jobs[handle]
-        return statuses
-
-    @staticmethod
-    def _ended(job: submitit.Job[Any]) -> JobStatus:
-        if job.state.upper() in ("INTERRUPTED", "CANCELLED"):
-            return JobStatus(EXITED, -signal.SIGTERM, "cancelled")
-        try:
-            job.result()
-        except Exception as exc:  # the function raised, or the job died: its traceback is the reason
-            return JobStatus(EXITED, 1, str(exc).strip()[-1500:])
-        return JobStatus(EXITED, 0)
+        return self.inner.poll(handles)
 
     def cancel(self, handle: str) -> None:
-        job = self.jobs.get(handle)
-        if job is not None and not job.done():
-            job.cancel(check=False)
+        self.inner.cancel(handle)
+
+    def adopt(self, handle: str | None, tag: str, trial_dir: Path) -> str | None:
+        return self.inner.adopt(handle, tag, trial_dir)
+
+    def end_orphan(self, handle: str | None, tag: str) -> None:
+        self.inner.end_orphan(handle, tag)
+
+    def usable_slots(self) -> int | None:
+        return self.inner.usable_slots()
+
+    def has_room(self, spec: LaunchSpec) -> bool:
+        return self.inner.has_room(spec)
+
+    def allocation_end(self) -> float | None:
+        return self.inner.allocation_end()
+
+    def slots(self, requested: int) -> int:
+        return self.inner.slots(requested)
 
     def shutdown(self) -> None:
-        for job in self.jobs.values():
-            if not job.done():
-                job.cancel(check=False)
+        self.inner.shutdown()
+
+
+def pickled_function(fn: Callable[[dict[str, Any]], Any]) -> bytes:
+    """The function and the driver's import path, to be written into the experiment."""
+    import cloudpickle  # only the driver needs it: trials unpickle with the standard library
+
+    search_path = [os.path.abspath(entry or os.curdir) for entry in sys.path]
+    return pickle.dumps({"sys_path": search_path, "function": cloudpickle.dumps(fn),
+                         "name": f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"})
+
+
+def write_payload(path: Path, data: bytes) -> None:
+    """Replaced whole, never written in place: a run starting meanwhile reads the old function or the new."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def runner_argv(payload: Path) -> tuple[str, ...]:
+    return (sys.executable, "-m", "hpc_hpo.function_trial", str(payload))
+
+
+def with_package_root(python_path: str | None) -> str:
+    """PYTHONPATH with hpc_hpo's parent directory appended (after the user's entries, which still win)."""
+    entries = [entry for entry in (python_path or "").split(os.pathsep) if entry]
+    return os.pathsep.join(entries if PACKAGE_ROOT in entries else [*entries, PACKAGE_ROOT])

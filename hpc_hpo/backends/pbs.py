@@ -2,7 +2,8 @@
 
 Qsub mode (the driver runs on a login node): each trial run is a job rendered from a template the
 user can edit (slurm_templates/trial.pbs), submitted with qsub and the config's queue, account,
-walltime and `select` chunks on the command line (they override the template's #PBS lines). Its
+walltime and `select` chunk on the command line (they override the template's #PBS lines); a trial
+shape (execution.*_per_eval) joins the chunk as ncpus, ngpus, mem and mpiprocs. Its
 end is seen first from the exit marker the job script writes, otherwise from one batched
 `qstat -f -x` call every `qstat_interval` seconds (job history gives finished jobs their
 Exit_status). A job missing from qstat with no exit marker is never taken for a success: after
@@ -33,7 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ExperimentConfig, PbsSpec
+from ..config.specs import PerEval, TrialShape
 from ..errors import BackendError, ConfigError
+from .slurm_checks import check_pbs_mode_settings
 from .base import (EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, exit_marker, processes_tagged,
                    open_for_append, read_exit_marker, recording_exit)
 from .batch import (TEMPLATE_FIELDS, GroupRun, NodeGroupBackend, PollClock, program_argv, render_trial_script,
@@ -47,6 +50,9 @@ log = logging.getLogger("hpc_hpo")
 HOSTS_ENV = "HPC_HPO_HOSTS"  # the hosts of a trial, comma-separated, for programs that start their own ranks
 # Options by which launch_args set the task count themselves; then ours step aside.
 TASK_COUNT_OPTIONS = ("-n", "-np", "--np", "--n", "-c", "-ppn", "--ppn", "--npernode", "-npernode", "--map-by")
+# The shape's amounts and the chunk resources they become: (TrialShape field, resource, execution key).
+SHAPE_RESOURCES = (("cpus", "ncpus", "cpus_per_eval"), ("gpus", "ngpus", "gpus_per_eval"),
+                   ("mem_mb", "mem", "mem_per_eval"), ("tasks", "mpiprocs", "tasks_per_eval"))
 # pbsdsh starts its task through the MoM, which gives it the job's environment and home directory:
 # this fixed script moves to the working directory and sends output to the trial's files. The values
 # reach it as positional parameters, never as shell code.
@@ -65,15 +71,18 @@ def _sets_task_count(launch_args: tuple[str, ...]) -> bool:
     return any(arg.split("=", 1)[0] in TASK_COUNT_OPTIONS for arg in launch_args)
 
 
-def launcher_argv(settings: PbsSpec, hosts: list[str] | None, env: dict[str, str]) -> list[str]:
+def launcher_argv(settings: PbsSpec, hosts: list[str] | None, env: dict[str, str],
+                  task_count: int | None = None) -> list[str]:
     """The launcher part of a trial's command line, on these hosts (None: all hosts of the job it runs in,
-    which PBS-aware launchers read from PBS_NODEFILE themselves)."""
-    count = str(settings.nodes_per_eval)
+    which PBS-aware launchers read from PBS_NODEFILE themselves). With a task count (tasks_per_eval, a
+    one-chunk qsub job with mpiprocs=N), N ranks on the job's host instead of one per host."""
+    count = str(task_count or settings.nodes_per_eval)
     launcher, extra = settings.launcher, list(settings.launch_args)
     tasks = [] if _sets_task_count(settings.launch_args) else None
     if launcher == "mpiexec":
         where = ["--hosts", ",".join(hosts)] if hosts else []
-        return ["mpiexec", *where, *(tasks if tasks is not None else ["-n", count, "--ppn", "1"]), *extra]
+        ranks = ["-n", count] if task_count else ["-n", count, "--ppn", "1"]
+        return ["mpiexec", *where, *(tasks if tasks is not None else ranks), *extra]
     if launcher == "mpirun":
         # Open MPI passes only the variables named with -x to remote ranks.
         where = ["--host", ",".join(hosts)] if hosts else []
@@ -81,7 +90,9 @@ def launcher_argv(settings: PbsSpec, hosts: list[str] | None, env: dict[str, str
                    for item in ("-x", name)]
         return ["mpirun", *where, *(tasks if tasks is not None else ["-np", count]), *exports, *extra]
     if launcher == "pbsdsh":
-        return ["pbsdsh", *(["-h", hosts[0]] if hosts else ["-u"]), *extra, "--"]
+        # -c N: N copies over the job's node list, which mpiprocs=N fills with the one host N times.
+        where = ["-h", hosts[0]] if hosts else (["-c", count] if task_count else ["-u"])
+        return ["pbsdsh", *where, *extra, "--"]
     if hosts is None:
         raise ConfigError("execution.pbs.launcher", list(launcher), "has host placeholders, which only allocation "
                           "mode can fill", "use mpiexec, mpirun or pbsdsh in qsub mode, or start the launcher "
@@ -98,9 +109,10 @@ def launcher_argv(settings: PbsSpec, hosts: list[str] | None, env: dict[str, str
 def trial_argv(settings: PbsSpec, spec: LaunchSpec, hosts: list[str] | None, env: dict[str, str]) -> list[str]:
     """Launcher (when one is needed) then the program. A one-node qsub job runs the program itself."""
     program = program_argv(spec, settings.nodes_flag)
-    if hosts is None and spec.nodes == 1:
+    task_count = spec.tasks if hosts is None and spec.tasks is not None and spec.tasks > 1 else None
+    if hosts is None and spec.nodes == 1 and task_count is None:
         return program
-    argv = launcher_argv(settings, hosts, env)
+    argv = launcher_argv(settings, hosts, env, task_count)
     if settings.launcher == "pbsdsh":
         assignments = [f"{name}={value}" for name, value in sorted(env.items())]
         return [*argv, "/bin/sh", "-c", PBSDSH_WRAPPER, "sh", str(spec.cwd), str(spec.stdout), str(spec.stderr),
@@ -108,10 +120,46 @@ def trial_argv(settings: PbsSpec, spec: LaunchSpec, hosts: list[str] | None, env
     return argv + program
 
 
+def shape_resources(spec: LaunchSpec) -> list[str]:
+    """The trial's shape as chunk resources: ncpus, ngpus, mem (in mb, as PBS sizes go), mpiprocs (its ranks)."""
+    amounts = (("ncpus", spec.cpus, ""), ("ngpus", spec.gpus, ""), ("mem", spec.mem_mb, "mb"),
+               ("mpiprocs", spec.tasks, ""))
+    return [f"{name}={value}{unit}" for name, value, unit in amounts if value is not None]
+
+
+def select_chunk(settings: PbsSpec, spec: LaunchSpec) -> str:
+    """`-l select=` of a trial job: its count of chunks, the config's select resources and the trial's shape
+    (check_select_clash made sure no resource is named by both)."""
+    return ":".join([str(spec.nodes), *([settings.select] if settings.select else []), *shape_resources(spec)])
+
+
+def check_select_clash(settings: PbsSpec, shape: TrialShape) -> None:
+    """A resource both in execution.pbs.select and in the shape would be asked for twice in one chunk."""
+    named = {item.partition("=")[0].lower(): item for item in (settings.select or "").split(":") if item}
+    for field_name, resource, key in SHAPE_RESOURCES:
+        amount: PerEval = getattr(shape, field_name)
+        if (amount.value is not None or amount.param is not None) and resource in named:
+            raise ConfigError("execution.pbs.select", settings.select, f"sets {named[resource]}, and execution.{key} "
+                              f"sets {resource} too", f"set it in one place: drop {resource} from select, or "
+                              f"remove execution.{key}")
+
+
+def refuse_sub_node_allocation(shape: TrialShape) -> None:
+    """Inside the driver's PBS job the hosts come from PBS_NODEFILE, which says nothing of GPUs or memory:
+    trials there take whole hosts, and a share of one cannot be handed out honestly."""
+    for field_name, _, key in SHAPE_RESOURCES:
+        amount: PerEval = getattr(shape, field_name)
+        if amount.value is not None or amount.param is not None:
+            shown: object = amount.value if amount.param is None else {"param": amount.param}
+            raise ConfigError(f"execution.{key}", shown, "asks for a share of a host, which PBS allocation mode "
+                              "cannot give (trials there take whole hosts)", "use execution.pbs.mode: qsub, where "
+                              "each trial is a job whose select chunk has this shape")
+
+
 def qsub_argv(settings: PbsSpec, spec: LaunchSpec, name: str, script: Path) -> list[str]:
     """Options on the command line override the template's #PBS lines: what the config sets wins.
     -v puts the full run tag in the job's Variable_List, where qstat -f shows it."""
-    chunk = f"{spec.nodes}:{settings.select}" if settings.select else str(spec.nodes)
+    chunk = select_chunk(settings, spec)
     argv = ["qsub", "-N", name, "-o", str(spec.trial_dir / "pbs.out"), "-j", "oe", "-l", f"select={chunk}",
             "-l", f"place={settings.place}", "-v", f"{RUN_TAG_ENV}={spec.tag}"]
     for option, value in (("-q", settings.queue), ("-A", settings.account)):
@@ -435,7 +483,18 @@ def allocation_hosts() -> list[str]:
 def make_pbs_backend(config: ExperimentConfig) -> Backend:
     settings, grace = config.execution.pbs, config.execution.stop_grace_period
     mode = settings.mode if settings.mode != "auto" else ("allocation" if in_pbs_allocation() else "qsub")
+    check_pbs_mode_settings(settings, mode)  # settings this mode does not use are refused (slurm_checks)
+    shape = config.execution.shape
+    if shape.sub_node and settings.nodes_per_eval > 1:
+        raise ConfigError("execution.pbs.nodes_per_eval", settings.nodes_per_eval, "asks for whole hosts, while "
+                          "gpus/cpus/mem/tasks_per_eval ask for a share of one host", "use one: nodes_per_eval "
+                          "for trials of whole hosts, *_per_eval for trials within a host")
+    if mode == "allocation":
+        refuse_sub_node_allocation(shape)
     if mode == "qsub":
+        check_select_clash(settings, shape)
+        if (shape.tasks.param is not None or (shape.tasks.value or 0) > 1) and not isinstance(settings.launcher, str):
+            launcher_argv(settings, None, {}, 2)  # raises: tasks need a launcher the job script can run
         missing = [c for c in ("qsub", "qstat", "qdel") if shutil.which(c) is None]
         if missing:
             raise ConfigError("execution.backend", "pbs", f"needs PBS's commands on PATH; missing: "

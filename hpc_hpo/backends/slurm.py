@@ -33,6 +33,7 @@ from .base import (EXITED, RUNNING, Backend, JobStatus, LaunchSpec, SubmitLater,
                    open_for_append, recording_exit)
 from .batch import (TEMPLATE_FIELDS, GroupRun, NodeGroupBackend, PollClock, program_argv, render_trial_script,
                     script_argv, submit_once, template_values, trial_environment, write_nodes)
+from .slurm_checks import check_slurm_mode_settings
 from .slurm_packing import StepPacking, read_capacities
 from .slurm_output import (ACTIVE_STATES, INVALID_JOB_ID, RESUBMIT_STATES, SACCT_FIELDS, SQUEUE_JOB_FORMAT,
                            SQUEUE_STEP_FORMAT, SlurmCommandError, SlurmRecord, latest_by_id, parse_sacct,
@@ -49,6 +50,9 @@ LOST_AFTER_S = 300.0
 NODE_FAILURE = re.compile(r"Node failure on (\S+)")
 SLURM_ENDED = (("DUE TO TIME LIMIT", "TIMEOUT"), ("DUE TO PREEMPTION", "PREEMPTED"),
                ("DUE TO NODE FAILURE", "NODE_FAIL"))
+# srun's line for a task that ended with an error of its own. Under --kill-on-bad-exit srun then ends the other
+# tasks with SIGTERM and exits with the highest code of them all (143 = 128 + SIGTERM): the trial's code is this one.
+TASK_FAILED = re.compile(r"^srun: error: \S+: task \d+: Exited with exit code (\d+)$", re.MULTILINE)
 # sbatch's answers when a user has as many jobs queued as the site allows: wait for the queue to drain.
 SUBMIT_LIMITS = ("QOSMaxSubmitJobPerUserLimit", "AssocMaxSubmitJobLimit", "MaxSubmitJob",
                  "Job violates accounting/QOS policy")  # the most telling first: it is what the user sees
@@ -219,7 +223,8 @@ class SlurmStepsBackend(NodeGroupBackend):
         """The allocation gone (time limit, revoked, scancel of the job) is nobody's failure. A failed node
         (srun says so, and may still exit 0) leaves the pool, and the run is resubmitted from its
         checkpoint, as is a step cancelled from outside while the allocation lives (an administrator's
-        scancel JOB.STEP). Anything else is the program's own. One squeue, only for steps that failed."""
+        scancel JOB.STEP). Anything else is the program's own, with the code of the task that failed first
+        (not srun's 143 for the tasks it ended after it). One squeue, only for steps that failed."""
         said = new_log_text(run.exit_file.parent, run.log_offsets)
         failed_nodes = sorted(set(NODE_FAILURE.findall(said)))
         if (failed_nodes or status.exit_code != 0) and not self._allocation_running():
@@ -229,6 +234,9 @@ class SlurmStepsBackend(NodeGroupBackend):
             log.warning("node failure on %s: the allocation goes on without it", ", ".join(failed_nodes))
             return dataclasses.replace(status, exit_code=status.exit_code or 1, resubmit=True,
                                        reason=f"node failure on {', '.join(failed_nodes)} (NODE_FAIL)")
+        own_code = next((int(code) for code in TASK_FAILED.findall(said) if int(code)), None)
+        if status.exit_code != 0 and own_code is not None:  # a task failed; slurmstepd's "CANCELLED AT" followed
+            return dataclasses.replace(status, exit_code=own_code)
         if status.exit_code != 0 and "CANCELLED AT" in said and "DUE TO" not in said:
             return dataclasses.replace(status, resubmit=True, reason="the step was cancelled from outside (scancel)")
         return status
@@ -557,6 +565,7 @@ def make_slurm_backend(config: ExperimentConfig, own_job_id: str | None = None) 
                           "run on a cluster login or compute node, or use backend: local")
     job_id = own_job_id or settings.alloc_jobid or os.environ.get("SLURM_JOB_ID")
     mode = "steps" if own_job_id else settings.mode if settings.mode != "auto" else ("steps" if job_id else "sbatch")
+    check_slurm_mode_settings(settings, mode, job_id, own_allocation=own_job_id is not None)
     if mode == "sbatch":
         return SlurmBatchBackend(settings, grace)
     if not job_id:

@@ -17,12 +17,14 @@ import yaml
 from ..errors import ConfigError, HpoError, show_text, show_value
 from ..space import Choice, Fixed, format_value
 from .execution import _execution
+from .hooks import hooks_spec
 from .resources import check_launch_args, resolve_shape_params
 from .params import CONTROL_CHARACTERS, PARAM_NAME_PATTERN, _space
 from .reading import Section, _as_list, parse_duration
 from .scheduler_searcher import _scheduler, _searcher
+from .workdir import resolve_workdir
 from .specs import (BudgetSpec, ExecutionSpec, ExperimentConfig, MetricComponent, MetricSpec, ResourceSpec,
-                    SearcherSpec)
+                    SearcherSpec, WorkdirSpec)
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # The validated config as frozen in the experiment directory at creation (the original, never rewritten).
@@ -48,7 +50,8 @@ ARGV_OVERHEAD_BYTES = 4096
 def load_config(path: str | os.PathLike[str], experiment_dir: str | None = None) -> ExperimentConfig:
     """Read and validate the YAML file at `path`. Raises HpoError; touches nothing on disk."""
     path = Path(path)
-    return validate_config(_read_yaml(path, _read_text(path)), experiment_dir=experiment_dir)
+    return validate_config(_read_yaml(path, _read_text(path)), experiment_dir=experiment_dir,
+                           config_dir=path.absolute().parent)
 
 
 def _read_text(path: Path) -> str:
@@ -172,17 +175,19 @@ _ConfigLoader.add_constructor("tag:yaml.org,2002:int", _ConfigLoader.construct_y
 
 
 TOP_KEYS = ("name", "command", "params", "metric", "resource", "scheduler", "searcher", "budget",
-            "execution", "experiment_dir", "metric_regex")
+            "execution", "experiment_dir", "metric_regex", "hooks")
 
 
-def validate_config(data: Any, experiment_dir: str | None = None,
-                    check_program: bool = True) -> ExperimentConfig:
+def validate_config(data: Any, experiment_dir: str | None = None, check_program: bool = True,
+                    config_dir: Path | None = None) -> ExperimentConfig:
+    """config_dir: the directory of the config file, which relative paths in command and src_path name
+    files in (None: no file, as for hpc_hpo.tune(); they stay relative to the current directory)."""
     top = Section(data, "", TOP_KEYS)
     if experiment_dir is not None:
         _experiment_dir(experiment_dir, "--experiment-dir")
     name = top.text("name", pattern=NAME_PATTERN,
                     rule="must be 1-100 characters: letters, digits, '_', '.', '-', starting with a letter or digit")
-    command = _command(top.get("command"), check_program)
+    command = _command(top.get("command"), check_program, config_dir)
     metric = _metric(top.get("metric"))
     resource = _resource(top.get("resource"))
     space = _space(top.get("params"), metric)
@@ -199,16 +204,19 @@ def validate_config(data: Any, experiment_dir: str | None = None,
         raise ConfigError("searcher.type", "genetic", f"cannot breed generations under scheduler type "
                           f"'{scheduler.type}', whose paused trials never end", "use scheduler type fifo or asha")
     execution = _execution(top.get("execution", None))
+    execution = dataclasses.replace(execution, workdir=resolve_workdir(execution.workdir, config_dir, check_program))
     execution = dataclasses.replace(execution, shape=resolve_shape_params(
         execution.shape, execution.slurm.nodes_param, execution.slurm.nodes_per_eval, space))
     check_launch_args(execution.shape, execution.slurm.launch_args)
     regex = _metric_regex(top.get("metric_regex", None), metric, resource)
+    hooks = hooks_spec(top.get("hooks", None), check_program, lambda argv: resolve_arguments(argv, config_dir))
     _check_argv_size(command, space, execution, where)
     frozen = dict(data)
     frozen["searcher"] = dict(frozen.get("searcher") or {}, seed=searcher.seed)
+    frozen.update(_frozen_paths(frozen, config_dir, execution.workdir))
     return ExperimentConfig(name=name, command=command, space=space, metric=metric, resource=resource,
                             scheduler=scheduler, searcher=searcher, budget=budget, execution=execution,
-                            experiment_dir=where, metric_regex=regex, frozen=frozen)
+                            experiment_dir=where, metric_regex=regex, frozen=frozen, hooks=hooks)
 
 
 def _experiment_dir(value: str | None, key: str) -> str | None:
@@ -322,7 +330,23 @@ def frozen_seed(directory: Path) -> int | None:
 PYTHON_PLACEHOLDER = "{python}"
 
 
-def _command(value: Any, check_program: bool) -> tuple[str, ...]:
+def _command(value: Any, check_program: bool, config_dir: Path | None = None) -> tuple[str, ...]:
+    argv = resolve_arguments(_command_argv(value), config_dir)
+    # '{python}' is the interpreter running hpc-hpo: shipped configs work where only 'python3' exists
+    # and trials get the packages of the driver's virtual environment.
+    argv = [sys.executable if a == PYTHON_PLACEHOLDER else a for a in argv]
+    if check_program:
+        program = argv[0]
+        found = (os.path.isfile(program) and os.access(program, os.X_OK)) if os.sep in program \
+            else shutil.which(program) is not None
+        if not found:
+            raise ConfigError("command", value, f"program '{program}' was not found or is not executable",
+                              "give a program on PATH or a path to an executable file")
+    return tuple(argv)
+
+
+def _command_argv(value: Any) -> list[str]:
+    """The command's arguments as written ('{python}' still in them)."""
     if isinstance(value, str) and _bytes(value) > argument_list_limit():
         raise ConfigError("command", value, f"is {_bytes(value):,} bytes, more than the argument list holds "
                           f"({argument_list_limit():,} bytes)", "shorten it, or put the data in a file")
@@ -340,19 +364,50 @@ def _command(value: Any, check_program: bool) -> tuple[str, ...]:
                           "for example: [python, train.py] or 'python train.py'")
     if not argv or not argv[0]:
         raise ConfigError("command", value, "is empty", "give the program to run, e.g. '{python} train.py'")
-    # '{python}' is the interpreter running hpc-hpo: shipped configs work where only 'python3' exists
-    # and trials get the packages of the driver's virtual environment.
-    argv = [sys.executable if a == PYTHON_PLACEHOLDER else a for a in argv]
     if any("\0" in a for a in argv):
         raise ConfigError("command", value, "contains a NUL byte")
-    if check_program:
-        program = argv[0]
-        found = (os.path.isfile(program) and os.access(program, os.X_OK)) if os.sep in program \
-            else shutil.which(program) is not None
-        if not found:
-            raise ConfigError("command", value, f"program '{program}' was not found or is not executable",
-                              "give a program on PATH or a path to an executable file")
-    return tuple(argv)
+    return argv
+
+
+def resolve_arguments(argv: list[str], config_dir: Path | None) -> list[str]:
+    """The command with its relative file arguments made absolute, so that a trial finds them whatever
+    directory hpc-hpo is started in and whatever directory the trial runs in (execution.workdir).
+
+    The rule: an argument that is not an option (no leading '-'), not '{python}', and relative, and that
+    names an existing file or directory, becomes that absolute path, looked up next to the config file
+    first, then in the directory hpc-hpo is started in (where such paths were looked up before, at run
+    time). Anything else is passed as written: a program named without a '/' is found on PATH as a shell
+    would, and '--data=x.csv' is an option's text, not a path. Without a config file nothing changes."""
+    if config_dir is None:
+        return argv
+    program = argv[0] if os.sep not in argv[0] else _absolute_if_exists(argv[0], config_dir)
+    return [program] + [_absolute_if_exists(a, config_dir) for a in argv[1:]]
+
+
+def _absolute_if_exists(argument: str, config_dir: Path) -> str:
+    if not argument or argument.startswith("-") or argument == PYTHON_PLACEHOLDER or os.path.isabs(argument):
+        return argument
+    for base in (config_dir, Path.cwd()):
+        candidate = os.path.join(base, argument)
+        if os.path.exists(candidate):  # False for a name too long or with a NUL byte, too
+            return candidate
+    return argument
+
+
+def _frozen_paths(frozen: dict[str, Any], config_dir: Path | None, workdir: WorkdirSpec) -> dict[str, Any]:
+    """experiment.yaml keeps the paths a relative command or src_path resolved to: a resume with that file
+    (which lies elsewhere) runs the same files. '{python}' stays a placeholder."""
+    if config_dir is None:
+        return {}
+    changed: dict[str, Any] = {}
+    written = _command_argv(frozen.get("command"))
+    resolved = resolve_arguments(written, config_dir)
+    if resolved != written:
+        changed["command"] = resolved
+    execution = frozen.get("execution")
+    if workdir.src_path and isinstance(execution, dict) and "src_path" in execution:
+        changed["execution"] = dict(execution, src_path=[str(p) for p in workdir.src_path])
+    return changed
 
 
 def _metric(value: Any) -> MetricSpec:

@@ -43,6 +43,7 @@ from .retention import CheckpointRetention
 from .stopping import Stopping
 from .hooks import HookRunner
 from .requests import StopRequests
+from .workdir import trial_workdir
 
 
 class NoRoomYet(Exception):
@@ -458,7 +459,8 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
         (trial_dir / INTERRUPT_FILE).unlink(missing_ok=True)  # nor a stale request to stop
         resume_from = plan.resume_from if isinstance(plan, (Resume, Branch)) else 0
         spec = LaunchSpec(trial_id=trial.trial_id, argv=self._argv(trial, plan.target, resume_from),
-                          cwd=Path.cwd(), trial_dir=trial_dir, env=self._env(trial, plan.target, resume_from),
+                          cwd=trial_workdir(self.config, trial_dir, trial.trial_id, trial.runs == 0),
+                          trial_dir=trial_dir, env=self._env(trial, plan.target, resume_from),
                           tag=self._run_tag(trial.trial_id, trial.runs + 1), **self._shape(trial))
         if not self.backend.has_room(spec):
             raise NoRoomYet()
@@ -555,11 +557,11 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
 
     def _run_tag(self, trial_id: str, run: int) -> str:
         """The run's name for the batch system and its processes: the experiment's name first (its first 8
-        characters are what a default squeue shows), then trial, run and the experiment's id, which make it
-        unique. By the id, not the path, so that a driver reaching the experiment through another mount
-        point finds the runs again. A run an older driver started carries the tag of its day,
-        hpo-<id>-<trial>-<run>, and keeps it: its files in the trial directory (exit marker, nodes, job
-        script) or its journaled process say so, and the run is found by that tag."""
+        characters are what a default squeue shows), then the experiment's id, trial and run, which make it
+        unique and end it as before (PBS's shortened names keep a tag's end). By the id, not the path, so
+        that a driver reaching the experiment through another mount point finds the runs again. A run an
+        older driver started carries the tag of its day, hpo-<id>-<trial>-<run>, and keeps it: its files in
+        the trial directory (exit marker, nodes, job script) or its journaled process say so."""
         experiment_id = self.lease.experiment_id[:8]
         old = f"hpo-{experiment_id}-{trial_id}-{run}"
         try:
@@ -574,7 +576,7 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
             if processes_tagged(old, [int(pid)]):
                 return old
         label = self.config.name if self.config.name[0].isalpha() else f"e{self.config.name}"  # PBS: a letter first
-        return f"{label[:8]}-{trial_id}-{run}-{experiment_id}"
+        return f"{label[:8]}-{experiment_id}-{trial_id}-{run}"
 
     def _trial_dir(self, trial_id: str) -> Path:
         # Ids come from the journal, a file on a shared filesystem: one that is not a number could point anywhere.

@@ -178,7 +178,7 @@ def test_a_driver_killed_through_one_mount_is_resumed_through_another_and_re_ado
         id8 = hashlib.sha1(str((client_a / "exp").resolve()).encode()).hexdigest()[:8]
     else:
         id8 = frozen.read_text().split()[2][:8]
-    assert tags == {f"hpo-{id8}-{t}-1" for t in trials}
+    assert tags == {f"syntheti-{id8}-{t}-1" for t in trials}  # the experiment's name (8 characters) first
 
 
 def test_when_an_adopted_runs_wrapper_dies_its_trial_is_ended_before_it_runs_again(tmp_path: Path) -> None:

@@ -58,8 +58,9 @@ def test_asha_decisions_match_the_rule(tmp_path: Path, run_experiment) -> None:
         last[trial] = float(row["resource"])
         if row["decision"] in ("stop", "complete"):
             seen_end.add(trial)
-    # Export columns: the fixed ones, then one per hyperparameter.
-    assert list(rows[0]) == ["trial_id", "resource", "loss", "elapsed_s", "decision", "x", "shape", "epochs"]
+    # Export columns: the fixed ones, one per hyperparameter, then the times (added at the end).
+    assert list(rows[0]) == ["trial_id", "resource", "loss", "elapsed_s", "decision", "x", "shape", "epochs",
+                            "experiment_s", "unix_time"]
     assert all(float(row["elapsed_s"]) >= 0 for row in rows)
 
 
@@ -249,7 +250,8 @@ def test_weighted_sum_of_metrics_is_the_objective(tmp_path: Path) -> None:
     result = cli("run", str(write_config(tmp_path, config)), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = read_export(tmp_path)
-    assert list(rows[0]) == ["trial_id", "resource", "objective", "elapsed_s", "decision", "x", "error", "speed"]
+    assert list(rows[0]) == ["trial_id", "resource", "objective", "elapsed_s", "decision", "x", "error", "speed",
+                            "experiment_s", "unix_time"]
     assert len(rows) == 9
     for row in rows:
         expected = float(row["error"]) - 0.5 * float(row["speed"])  # speed is maximised: it enters negated

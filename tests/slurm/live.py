@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,8 @@ kill_restart_cycles, check_nothing_lost_or_doubled = _helpers.kill_restart_cycle
 read_export = _helpers.read_export
 
 NODES = 4
+# The job or step name of a trial's run: <name>-<experiment id>-<trial>-<run> (hpo-<id>-<trial>-<run> before).
+RUN_TAG = re.compile(r"-[0-9a-f]{8}-\d+-\d+$")
 
 
 def cluster_problem() -> str | None:
@@ -121,7 +124,7 @@ def sacct(job_ids: list[str], steps: bool = False, names: set[str] | None = None
         rows = {}
         for line in out.splitlines():
             job_id, name, state, end = line.split("|")
-            if name.startswith("hpo-"):
+            if RUN_TAG.search(name):
                 rows[name] = {"id": job_id, "state": state.split()[0], "end": end}
         settled = all(r["state"] not in ("RUNNING", "PENDING", "COMPLETING") for r in rows.values())
         complete = set(rows) >= names if names else bool(rows)  # slurmdbd records jobs a little late

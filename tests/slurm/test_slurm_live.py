@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from live import PROGRAMS, hpc_hpo_command, journal, run, sacct, slurm_config, write_config
 
 pytestmark = pytest.mark.usefixtures("slurm_cluster")
@@ -33,7 +34,8 @@ def tags(experiment: Path) -> dict[str, str]:
     """trial id -> the Slurm name of its (only) run."""
     from hpc_hpo.experiment import experiment_id
     digest = experiment_id(experiment)[:8]
-    return {e["trial_id"]: f"hpo-{digest}-{e['trial_id']}-{e['run']}"
+    name = yaml.safe_load((experiment / "experiment.yaml").read_text())["name"][:8]
+    return {e["trial_id"]: f"{name}-{digest}-{e['trial_id']}-{e['run']}"
             for e in journal(experiment) if e["type"] == "trial_started"}
 
 
@@ -133,7 +135,7 @@ def test_sbatch_mode_one_job_per_trial_and_losers_gone_within_seconds(tmp_path: 
             assert end - stop_time[event["trial_id"]] < 5.0, (event["trial_id"], end, stop_time[event["trial_id"]])
 
 
-def test_python_function_trials_run_as_submitit_slurm_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_python_function_trials_run_as_slurm_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sys.path.insert(0, str(PROGRAMS))
     import function_trials
 
@@ -148,7 +150,7 @@ def test_python_function_trials_run_as_submitit_slurm_jobs(tmp_path: Path, monke
                         execution={"backend": "slurm", "num_parallel_evals": 3, "poll_interval": 0.2},
                         experiment_dir=tmp_path / "exp", quiet=True)
     started = [e for e in journal(tmp_path / "exp") if e["type"] == "trial_started"]
-    assert len(started) == 3 and all(e["backend"] == "submitit-slurm" for e in started)
+    assert len(started) == 3 and all(e["backend"] == "slurm-sbatch" for e in started)
     ran_in = [(tmp_path / "exp" / "trials" / e["trial_id"] / "ran_in").read_text().split() for e in started]
     assert sorted(job for _, job in ran_in) == sorted(e["handle"] for e in started), "each trial its own Slurm job"
     rows = sacct([e["handle"] for e in started], names=set(tags(tmp_path / "exp").values()))

@@ -136,7 +136,8 @@ def test_quickstart_config_loads(monkeypatch):
     monkeypatch.chdir(REPO)
     config = load_config("configs/quickstart.yaml")
     assert config.name == "quickstart"
-    assert config.command == (sys.executable, "launchers/train_mlp.py")  # '{python}': the driver's interpreter
+    # '{python}': the driver's interpreter; a relative file argument becomes absolute (execution.workdir)
+    assert config.command == (sys.executable, str(REPO / "launchers" / "train_mlp.py"))
     assert config.budget == type(config.budget)(max_trials=48, max_time=900.0)
     assert config.experiment_dir == REPO / "runs" / "quickstart"
     assert config.space.names == ["learning_rate", "width", "alpha", "batch_size", "epochs"]

@@ -176,7 +176,7 @@ def test_a_name_no_shell_can_read_never_enters_a_script_unquoted(tmp_path: Path)
         script_values(SlurmSpec(), spec, {"A;touch PWNED;B": "1"}, tmp_path / "x.exit")
 
 
-env_name = st.one_of(st.sampled_from(NASTY + ["BASH_FUNC_f%%", "9LIVES", "OK_NAME"]),
+env_name = st.one_of(st.sampled_from(NASTY + ["BASH_FUNC_f%%", "9LIVES", "OK_NAME", "_", "UID", "SHLVL", "PPID"]),
                      st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,8}\Z"), plain_text)
 
 
@@ -195,6 +195,7 @@ def test_any_driver_environment_under_export_all_runs_no_code(tmp_path_factory: 
     done = subprocess.run(["bash", "-c", script], cwd=tmp, env={"PATH": os.environ["PATH"]}, capture_output=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
+    assert b"readonly" not in done.stderr, done.stderr
     arrived = dict(item.split("=", 1) for item in (tmp / "record.all").read_bytes().decode().split("\0") if item)
     for name in env:
         assert arrived.get(name) == env[name], name
