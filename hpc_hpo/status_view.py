@@ -55,11 +55,58 @@ def status_header(directory: Path, state: ExperimentState, now: float | None = N
     lines.append("best: none yet" if best is None else
                  f"best: trial {best.trial_id} {state.metric}={best.best_value:.6g} at {state.resource} "
                  f"{best.best_resource:g} ({best.state})")
+    lines.append(_disk_line(directory, now))
     if state.allocation_end is not None:
         left = state.allocation_end - now
         lines.append(f"allocation ends {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(state.allocation_end))}"
                      + (f" (in {_clock(left)})" if left > 0 else " (passed)"))
     return lines
+
+
+# Walking a large experiment on a parallel filesystem takes a while: a watch measures it once a minute.
+DISK_EVERY_S = 60.0
+_disk_cache: dict[Path, tuple[float, str]] = {}
+
+
+def _disk_line(directory: Path, now: float) -> str:
+    """How much the experiment holds on disk, and how much of it is checkpoints (execution.keep_checkpoints)."""
+    cached = _disk_cache.get(directory)
+    if cached is not None and now - cached[0] < DISK_EVERY_S:
+        return cached[1]
+    total = disk_used(directory)
+    kept = sum(disk_used(path) for trial in _trial_dirs(directory) for path in (trial / "checkpoint", trial / "snapshots"))
+    line = f"disk: {_size(total)} in the experiment directory, {_size(kept)} of it checkpoints"
+    _disk_cache[directory] = (now, line)
+    return line
+
+
+def _trial_dirs(directory: Path) -> list[Path]:
+    try:
+        return [d for d in (directory / "trials").iterdir() if d.is_dir() and not d.is_symlink()]
+    except OSError:
+        return []
+
+
+def _size(count: float) -> str:
+    if count < 1024:
+        return f"{count:.0f} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        count /= 1024
+        if count < 1024 or unit == "TiB":
+            break
+    return f"{count:.1f} {unit}"
+
+
+def disk_used(path: Path) -> int:
+    """Bytes under path, not following symlinks (0 for a path that is not there)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total
 
 
 def _budget_line(state: ExperimentState, budget: dict[str, Any], open_since: float | None) -> str:

@@ -111,14 +111,3 @@ def _level_name(level: float) -> str:
     """Snapshot directories are named by their level as plain_number writes it (3, not 3.0)."""
     return str(int(level)) if float(level).is_integer() else repr(float(level))
 
-
-def disk_used(path: Path) -> int:
-    """Bytes under path (not following symlinks)."""
-    total = 0
-    for root, dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                continue
-    return total

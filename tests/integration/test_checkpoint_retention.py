@@ -95,3 +95,15 @@ def test_a_bad_policy_is_one_clear_error(tmp_path: Path, value: Any) -> None:
     done = cli("run", str(write_config(tmp_path, config)), cwd=tmp_path)
     assert done.returncode == 2 and "execution.keep_checkpoints" in done.stderr and "resumable" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "exp").exists()
+
+
+def test_status_says_how_much_the_experiment_and_its_checkpoints_hold(tmp_path: Path) -> None:
+    experiment = run_experiment(tmp_path, budget={"max_trials": 6}, execution={"keep_best": 2})
+    (experiment / "trials" / "0000" / "bulk").write_bytes(b"x" * 3 * 1024 * 1024)  # not a checkpoint
+    kept = next(iter(with_checkpoint(experiment)))
+    (experiment / "trials" / kept / "checkpoint" / "weights").write_bytes(b"x" * 2 * 1024 * 1024)
+    done = cli("status", str(experiment), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("disk: ")]
+    # 3 MiB + 2 MiB and a little more in all; 2 MiB and a few bytes of it checkpoints.
+    assert line.startswith("disk: 5.") and "MiB in the experiment directory, 2.0 MiB of it checkpoints" in line, line
