@@ -195,8 +195,8 @@ def validate_config(data: Any, experiment_dir: str | None = None, check_program:
         raise ConfigError("resource.max_resource_attr", resource.max_resource_attr, "must name a parameter in params",
                           f"use one of: {', '.join(space.names)}")
     scheduler = _scheduler(top.get("scheduler", None), resource)
-    where = Path(experiment_dir or _experiment_dir(top.text("experiment_dir", None), "experiment_dir")
-                 or os.path.join("runs", name)).absolute()
+    where = _where(experiment_dir, _experiment_dir(top.text("experiment_dir", None), "experiment_dir")
+                   or os.path.join("runs", name), config_dir)
     searcher = _searcher(top.get("searcher", None), space, frozen_seed(where))
     budget = _budget(top.get("budget", None), searcher, scheduler.type)
     if searcher.type == "genetic" and scheduler.pauses:
@@ -214,9 +214,24 @@ def validate_config(data: Any, experiment_dir: str | None = None, check_program:
     frozen = dict(data)
     frozen["searcher"] = dict(frozen.get("searcher") or {}, seed=searcher.seed)
     frozen.update(_frozen_paths(frozen, config_dir, execution.workdir))
+    if config_dir is not None:
+        # Resolved once, against the config file: a resume or `status` from elsewhere reads the same place.
+        frozen["experiment_dir"] = str(where)
     return ExperimentConfig(name=name, command=command, space=space, metric=metric, resource=resource,
                             scheduler=scheduler, searcher=searcher, budget=budget, execution=execution,
                             experiment_dir=where, metric_regex=regex, frozen=frozen, hooks=hooks)
+
+
+def _where(override: str | None, written: str, config_dir: Path | None) -> Path:
+    """The experiment's directory: --experiment-dir as the shell gave it (relative to the current directory);
+    the config's experiment_dir (or runs/<name>) relative to the config file's directory, so that
+    `hpc-hpo status some/dir/exp.yaml` finds it from anywhere. Without a file (tune()), the current directory."""
+    if override is not None:
+        return Path(override).absolute()
+    path = Path(written)
+    if config_dir is not None and not path.is_absolute():
+        path = Path(os.path.normpath(config_dir / path))  # ../runs/x, not configs/../runs/x
+    return path.absolute()
 
 
 def _experiment_dir(value: str | None, key: str) -> str | None:
