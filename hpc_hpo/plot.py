@@ -179,7 +179,9 @@ def rung_counts(state: ExperimentState, levels: list[float]) -> list[tuple[float
 
 def timeline(runs: list[RunSpan], trials_dir: Path, origin: float, now: float) -> list[NodeSpan]:
     """Which trial ran on which node when: runs inside an allocation (Slurm steps, PBS) leave the nodes they
-    hold in <tag>.nodes (and a packed step its node in <tag>.share). Local runs and sbatch jobs leave none."""
+    hold in <tag>.nodes (and a packed step its node in <tag>.share), trial jobs (sbatch, qsub) the nodes they
+    got, written by the job script when it starts. Local runs, and jobs of templates without {{ nodes_file }},
+    leave none."""
     spans = []
     for run in runs:
         end = now if run.end is None else run.end

@@ -24,7 +24,7 @@ log = logging.getLogger("hpc_hpo")
 SUBMIT_ATTEMPTS = 3
 
 TEMPLATE_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
-TEMPLATE_FIELDS = ("environment", "workdir", "command", "exit_file", "job_name", "trial_dir")
+TEMPLATE_FIELDS = ("environment", "workdir", "command", "exit_file", "job_name", "trial_dir", "nodes_file")
 # Poll pacing never waits longer than this between two looks, however often the command failed.
 MAX_POLL_BACKOFF_S = 300.0
 # What a job script's `export NAME=...` line can hold: a shell identifier (an exported bash function is

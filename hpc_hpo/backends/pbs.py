@@ -40,7 +40,7 @@ from .slurm_checks import check_pbs_mode_settings
 from .base import (EXITED, RUN_TAG_ENV, RUNNING, Backend, JobStatus, LaunchSpec, exit_marker, processes_tagged,
                    open_for_append, read_exit_marker, recording_exit)
 from .batch import (TEMPLATE_FIELDS, GroupRun, NodeGroupBackend, PollClock, program_argv, render_trial_script,
-                    script_argv, submit_once, template_values, trial_environment, write_nodes)
+                    nodes_file, script_argv, submit_once, template_values, trial_environment, write_nodes)
 from .pbs_output import (ACTIVE_STATES, PbsCommandError, PbsJob, find_job, job_name, only_missing_jobs,
                          parse_nodefile, parse_qselect, parse_qstat_json, parse_qstat_text, parse_qsub_job_id,
                          run_pbs, status_of, walltime_left)
@@ -176,7 +176,10 @@ def job_script_values(settings: PbsSpec, spec: LaunchSpec, env: dict[str, str], 
     output into the trial's files; the job name is the tag, shortened to the server's limit."""
     command = (f"{script_argv(trial_argv(settings, spec, None, env), spec.trial_id)} < /dev/null "
                f">> {shlex.quote(str(spec.stdout))} 2>> {shlex.quote(str(spec.stderr))}")
-    return template_values(spec, env, exit_file, command, name)
+    values = template_values(spec, env, exit_file, command, name)
+    # The job writes its hosts there when it starts: PBS chooses them only then (plot's node timeline).
+    values["nodes_file"] = shlex.quote(str(nodes_file(spec.trial_dir, spec.tag)))
+    return values
 
 
 # --------------------------------------------------------------------------- qsub mode

@@ -20,6 +20,7 @@ import getpass
 import logging
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -32,7 +33,7 @@ from ..errors import BackendError, ConfigError
 from .base import (EXITED, RUNNING, Backend, JobStatus, LaunchSpec, SubmitLater, exit_marker, read_exit_marker,
                    open_for_append, recording_exit)
 from .batch import (TEMPLATE_FIELDS, GroupRun, NodeGroupBackend, PollClock, program_argv, render_trial_script,
-                    script_argv, submit_once, template_values, trial_environment, write_nodes)
+                    nodes_file, script_argv, submit_once, template_values, trial_environment, write_nodes)
 from .slurm_checks import check_slurm_mode_settings
 from .slurm_packing import StepPacking, read_capacities
 from .slurm_output import (ACTIVE_STATES, INVALID_JOB_ID, RESUBMIT_STATES, SACCT_FIELDS, SQUEUE_JOB_FORMAT,
@@ -123,7 +124,10 @@ def script_values(settings: SlurmSpec, spec: LaunchSpec, env: dict[str, str], ex
     step = ["srun", "--export=ALL", *tasks, "--input=none",
             f"--output={spec.stdout}", f"--error={spec.stderr}", *settings.launch_args,
             *program_argv(spec, settings.nodes_flag)]
-    return template_values(spec, env, exit_file, script_argv(step, spec.trial_id))
+    values = template_values(spec, env, exit_file, script_argv(step, spec.trial_id))
+    # The job writes the nodes it got there when it starts: only then are they known (plot's node timeline).
+    values["nodes_file"] = shlex.quote(str(nodes_file(spec.trial_dir, spec.tag)))
+    return values
 
 
 def status_of(record: SlurmRecord) -> JobStatus:
