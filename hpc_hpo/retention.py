@@ -10,8 +10,8 @@
   those trials' next runs from nothing: use `resumable` for experiments you may extend).
 
 PBT snapshots (a trial's checkpoint as it was at a pause, which children copy) at a level are
-deleted once every trial that is not over has got past that level: no one can pause there again
-and look for a parent.
+deleted once the whole population has started and every trial that is not over has got past that
+level: no one can pause there again and look for a parent.
 """
 from __future__ import annotations
 
@@ -41,9 +41,12 @@ def checkpoints_to_drop(state: ExperimentState, policy: str, keep_best: int, fin
             if trial_id in state.trials and trial_id not in keep and state.trials[trial_id].state in droppable}
 
 
-def snapshots_to_drop(state: ExperimentState, policy: str, present: dict[str, list[float]]) -> list[tuple[str, float]]:
-    """(trial id, level) of PBT snapshots that no trial can branch from any more."""
-    if policy == "all":
+def snapshots_to_drop(state: ExperimentState, policy: str, present: dict[str, list[float]],
+                      new_trials_may_start: bool) -> list[tuple[str, float]]:
+    """(trial id, level) of PBT snapshots that no trial can branch from any more. While trials that start
+    from nothing may still come (PBT's population not yet all started), none: such a trial pauses at
+    every level and may pick any trial's snapshot there as its parent's."""
+    if policy == "all" or new_trials_may_start:
         return []
     going = [t.last_resource or 0.0 for t in state.trials.values() if t.state not in ENDED_STATES]
     lowest = min(going) if going else float("inf")

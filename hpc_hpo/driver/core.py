@@ -166,7 +166,8 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
                 self._end_experiment(events)
             self._append(events)
             self._act()
-            self.retention.prune(self.state, final=done and self.state.finished)
+            self.retention.prune(self.state, final=done and self.state.finished,
+                                 new_trials_may_start=self.scheduler.may_start_new and not self.no_new_trials)
             self.progress.maybe_summary()
             if done:
                 self.retention.wait()

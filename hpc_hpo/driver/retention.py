@@ -29,15 +29,15 @@ class CheckpointRetention:
         self.pending: list[Path] = []
         self.lock = threading.Lock()
         self.worker: threading.Thread | None = None
-        self.last_seen: tuple[tuple[str, int], ...] | None = None
+        self.last_seen: tuple[tuple[tuple[str, int], ...], bool] | None = None
         self.warned = False
 
-    def prune(self, state: ExperimentState, final: bool = False) -> None:
+    def prune(self, state: ExperimentState, final: bool = False, new_trials_may_start: bool = True) -> None:
         """Put aside what the policy no longer keeps; cheap when nothing ended since the last call."""
         if self.policy == "all":
             return
         # Trials ending or pausing are what changes the answer; reports alone (every sweep) do not.
-        seen = tuple(sorted(Counter(t.state for t in state.trials.values()).items()))
+        seen = (tuple(sorted(Counter(t.state for t in state.trials.values()).items())), new_trials_may_start)
         if seen == self.last_seen and not final:
             return
         self.last_seen = seen
@@ -45,7 +45,7 @@ class CheckpointRetention:
         for trial_id in sorted(checkpoints_to_drop(state, self.policy, self.keep_best, final, present)):
             self._put_aside(self.trials_dir / trial_id / "checkpoint")
         snapshots = {d.name: self._levels(d / "snapshots") for d in self._trial_dirs() if (d / "snapshots").is_dir()}
-        for trial_id, level in snapshots_to_drop(state, self.policy, snapshots):
+        for trial_id, level in snapshots_to_drop(state, self.policy, snapshots, new_trials_may_start and not final):
             self._put_aside(self.trials_dir / trial_id / "snapshots" / _level_name(level))
 
     def clean_leftovers(self) -> None:

@@ -97,6 +97,12 @@ class Scheduler(ABC):
     # PBT copies a parent's checkpoint as it was at a pause: the driver keeps a snapshot per pause.
     snapshots_at_pause = False
 
+    @property
+    def may_start_new(self) -> bool:
+        """Whether a trial starting from nothing may still come: it would pause at every level and may
+        look for a parent's snapshot at each (so no snapshot may go yet)."""
+        return True
+
     def on_start(self, trial_id: str, action: StartNew | Resume | Branch) -> None:
         """The driver acted on `action` for this trial (a new trial, or a resumed one)."""
 

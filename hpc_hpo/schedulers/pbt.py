@@ -83,6 +83,10 @@ class Pbt(Scheduler):
                 values[param.name] = _nudge(domain, config[param.name], rng)
         return self.space.complete(values, lambda param: param.domain.sample(rng))
 
+    @property
+    def may_start_new(self) -> bool:
+        return self.started < self.population_size  # children start at their parent's level, not from 0
+
     def on_start(self, trial_id: str, action: StartNew | Resume | Branch) -> None:
         if isinstance(action, StartNew):
             self.started += 1

@@ -103,3 +103,14 @@ def test_explore_stays_in_the_space_and_moves_choices_to_neighbours() -> None:
                      resample_probability=1.0)
     lrs = {resampling.explore(parent, np.random.default_rng([2, i]))["lr"] for i in range(50)}
     assert len(lrs) == 50 and all(1e-4 <= lr <= 1e-1 for lr in lrs)
+
+
+def test_new_trials_may_start_until_the_whole_population_has() -> None:
+    """What the driver asks before it deletes PBT snapshots (hpc_hpo/retention.py)."""
+    pbt = Pbt(space(), max_t=9, mode="min", perturbation_interval=3, population_size=2)
+    assert pbt.may_start_new
+    population(pbt, {"a": 1.0})
+    assert pbt.may_start_new  # one of two started
+    pbt.on_trial_created("b", {"lr": 0.01, "width": 9, "opt": "adam", "epochs": 9})
+    pbt.on_start("b", StartNew(target=3))
+    assert not pbt.may_start_new

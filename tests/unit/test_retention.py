@@ -46,7 +46,17 @@ def test_best_drops_paused_trials_too_once_the_experiment_ends() -> None:
 def test_snapshots_go_once_every_trial_still_going_is_past_their_level() -> None:
     state = experiment({"0000": ("paused", 0.5, 4), "0001": ("running", 0.4, 2), "0002": ("stopped", 0.9, 2)})
     present = {"0000": [2.0, 4.0], "0002": [2.0], "0001": [2.0]}
-    assert snapshots_to_drop(state, "resumable", present) == []  # 0001 may still pause at 2
+    assert snapshots_to_drop(state, "resumable", present, False) == []  # 0001 may still pause at 2
     state.trials["0001"].last_resource = 4
-    assert sorted(snapshots_to_drop(state, "resumable", present)) == [("0000", 2.0), ("0001", 2.0), ("0002", 2.0)]
-    assert snapshots_to_drop(state, "all", present) == []
+    assert sorted(snapshots_to_drop(state, "resumable", present, False)) == [
+        ("0000", 2.0), ("0001", 2.0), ("0002", 2.0)]
+    assert snapshots_to_drop(state, "all", present, False) == []
+
+
+def test_no_snapshot_goes_while_a_trial_may_still_start_from_nothing() -> None:
+    """PBT's population not yet all started: a member started later pauses at 2 and may pick any snapshot
+    there as its parent's, though every trial that exists is past it (the flaky e2e failure: a child's
+    copy of its parent's snapshot found it deleted)."""
+    state = experiment({"0000": ("paused", 0.5, 4), "0001": ("running", 0.4, 4)})
+    assert snapshots_to_drop(state, "resumable", {"0000": [2.0]}, new_trials_may_start=True) == []
+    assert snapshots_to_drop(state, "resumable", {"0000": [2.0]}, new_trials_may_start=False) == [("0000", 2.0)]
