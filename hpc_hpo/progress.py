@@ -6,7 +6,7 @@ import time
 from typing import TextIO
 
 from .space import format_value
-from .state import FAILED, RUNNING, ExperimentState, TrialState
+from .state import FAILED, RUNNING, ExperimentState, NewBest, TrialState
 
 SUMMARY_EVERY_S = 15.0
 
@@ -16,8 +16,7 @@ class Progress:
         self.state, self.out, self.quiet = state, out or sys.stdout, quiet
         self.start = time.monotonic()
         self.last_summary = self.start
-        self.best_id: str | None = None
-        self.best_value: float | None = None
+        self.new_best = NewBest()
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -52,14 +51,10 @@ class Progress:
             self.say(f"{trial.state:<9} {trial.trial_id}  exit code {trial.exit_code}")
 
     def maybe_new_best(self) -> None:
-        """Said once per strict improvement: a trial that only ties the best (or the best trial itself
-        going further at the same value) is no news."""
-        best = self.state.best_trial()
-        if best is None or best.best_value is None or best.trial_id == self.best_id:
+        """Said once per strict improvement (state.NewBest)."""
+        best = self.new_best.news(self.state)
+        if best is None:
             return
-        if self.best_value is not None and not self.state.is_better(best.best_value, self.best_value):
-            return
-        self.best_id, self.best_value = best.trial_id, best.best_value
         self.say(f"new best  {best.trial_id}  {self.state.metric}={best.best_value:.6g} "
                  f"at {self.state.resource} {best.best_resource:g}")
 

@@ -356,3 +356,28 @@ def fold(events: Iterable[dict[str, Any]]) -> ExperimentState:
 
 def load_state(experiment_dir: Path) -> ExperimentState:
     return fold(iter_events(experiment_dir / "journal.jsonl"))
+
+
+@dataclass
+class NewBest:
+    """Whether the best trial is news: another trial became the best with a strictly better value. A tie
+    (even by a trial that got further) and a trial bettering its own best are not. The driver's "new best"
+    line and the on_new_best hook ask the same question."""
+
+    trial_id: str | None = None
+    value: float | None = None
+
+    def known(self, state: ExperimentState) -> None:
+        """What is already known (after a replay) is no news."""
+        best = state.best_trial()
+        if best is not None:
+            self.trial_id, self.value = best.trial_id, best.best_value
+
+    def news(self, state: ExperimentState) -> TrialState | None:
+        best = state.best_trial()
+        if best is None or best.best_value is None or best.trial_id == self.trial_id:
+            return None
+        if self.value is not None and not state.is_better(best.best_value, self.value):
+            return None
+        self.trial_id, self.value = best.trial_id, best.best_value
+        return best

@@ -275,3 +275,44 @@ def processes_tagged(tag: str, candidates: list[int] | None = None) -> list[int]
         if marker in environ:
             found.append(pid)
     return found
+
+
+class DelegatingBackend(Backend):
+    """A backend that wraps another one (tune()'s function runs, run --verbose): everything goes to `inner`
+    unless the wrapper overrides it, its settings (name, nodes, whether runs outlive the driver) included."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.name, self.chosen_because = inner.name, inner.chosen_because
+        self.nodes_per_eval, self.nodes_param = inner.nodes_per_eval, inner.nodes_param
+        self.runs_outlive_driver = inner.runs_outlive_driver
+
+    def submit(self, spec: LaunchSpec) -> str:
+        return self.inner.submit(spec)
+
+    def poll(self, handles: list[str]) -> dict[str, JobStatus]:
+        return self.inner.poll(handles)
+
+    def cancel(self, handle: str) -> None:
+        self.inner.cancel(handle)
+
+    def adopt(self, handle: str | None, tag: str, trial_dir: Path) -> str | None:
+        return self.inner.adopt(handle, tag, trial_dir)
+
+    def end_orphan(self, handle: str | None, tag: str) -> None:
+        self.inner.end_orphan(handle, tag)
+
+    def usable_slots(self) -> int | None:
+        return self.inner.usable_slots()
+
+    def has_room(self, spec: LaunchSpec) -> bool:
+        return self.inner.has_room(spec)
+
+    def allocation_end(self) -> float | None:
+        return self.inner.allocation_end()
+
+    def slots(self, requested: int) -> int:
+        return self.inner.slots(requested)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .base import Backend, JobStatus, LaunchSpec
+from .base import Backend, DelegatingBackend, LaunchSpec
 
 # Where the pickled function lives in the experiment directory.
 FUNCTION_FILE = "function.pkl"
@@ -26,18 +26,15 @@ FUNCTION_FILE = "function.pkl"
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
-class FunctionBackend(Backend):
+class FunctionBackend(DelegatingBackend):
     """The backend `hpc-hpo run` would use, each run's command replaced by hpc_hpo.function_trial."""
 
     def __init__(self, inner: Backend, function_pickle: bytes, experiment_dir: Path) -> None:
         """function_pickle: what pickled_function made of the function to tune."""
-        self.inner = inner
+        super().__init__(inner)
         self.function_bytes = function_pickle
         self.payload = experiment_dir / FUNCTION_FILE
         self.written = False
-        self.name = inner.name
-        self.nodes_per_eval, self.nodes_param = inner.nodes_per_eval, inner.nodes_param
-        self.runs_outlive_driver = inner.runs_outlive_driver
 
     def submit(self, spec: LaunchSpec) -> str:
         if not self.written:  # at the first run: the experiment directory exists only once the driver made it
@@ -45,33 +42,6 @@ class FunctionBackend(Backend):
             self.written = True
         env = {**spec.env, "PYTHONPATH": with_package_root(spec.env.get("PYTHONPATH", os.environ.get("PYTHONPATH")))}
         return self.inner.submit(dataclasses.replace(spec, argv=runner_argv(self.payload), env=env))
-
-    def poll(self, handles: list[str]) -> dict[str, JobStatus]:
-        return self.inner.poll(handles)
-
-    def cancel(self, handle: str) -> None:
-        self.inner.cancel(handle)
-
-    def adopt(self, handle: str | None, tag: str, trial_dir: Path) -> str | None:
-        return self.inner.adopt(handle, tag, trial_dir)
-
-    def end_orphan(self, handle: str | None, tag: str) -> None:
-        self.inner.end_orphan(handle, tag)
-
-    def usable_slots(self) -> int | None:
-        return self.inner.usable_slots()
-
-    def has_room(self, spec: LaunchSpec) -> bool:
-        return self.inner.has_room(spec)
-
-    def allocation_end(self) -> float | None:
-        return self.inner.allocation_end()
-
-    def slots(self, requested: int) -> int:
-        return self.inner.slots(requested)
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
 
 
 def pickled_function(fn: Callable[[dict[str, Any]], Any]) -> bytes:

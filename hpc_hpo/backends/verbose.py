@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .base import RUNNING, Backend, JobStatus, LaunchSpec
+from .base import RUNNING, Backend, DelegatingBackend, JobStatus, LaunchSpec
 from .batch import read_nodes
 from .commands import CommandError
 
@@ -58,14 +58,12 @@ class RunPlace:
         return f"run       {self.trial_id}  (run {self.run}) {what}{where}{gpus}: {self.command}"
 
 
-class VerboseBackend(Backend):
+class VerboseBackend(DelegatingBackend):
     """The inner backend, unchanged, with a line per run said through `say` (the driver's progress)."""
 
     def __init__(self, inner: Backend, say: Callable[[str], None] = print) -> None:
-        self.inner, self.say = inner, say
-        self.name, self.chosen_because = inner.name, inner.chosen_because
-        self.nodes_per_eval, self.nodes_param = inner.nodes_per_eval, inner.nodes_param
-        self.runs_outlive_driver = inner.runs_outlive_driver
+        super().__init__(inner)  # everything it does not override is the inner backend's
+        self.say = say
         self.pending: dict[str, RunPlace] = {}  # handle -> a run not described yet
         self.tags: dict[str, str] = {}  # handle -> run tag (a step is found by it)
         self.looked_at = 0.0
@@ -140,32 +138,6 @@ class VerboseBackend(Backend):
                     self.pending[job_id].nodes = nodes
                     if self.pending[job_id].gpus_asked:
                         self.pending[job_id].gpus = job_gpus(run_slurm(["scontrol", "show", "job", "-d", job_id]))
-
-    # Everything else is the inner backend's.
-
-    def cancel(self, handle: str) -> None:
-        self.inner.cancel(handle)
-
-    def adopt(self, handle: str | None, tag: str, trial_dir: Path) -> str | None:
-        return self.inner.adopt(handle, tag, trial_dir)
-
-    def end_orphan(self, handle: str | None, tag: str) -> None:
-        self.inner.end_orphan(handle, tag)
-
-    def usable_slots(self) -> int | None:
-        return self.inner.usable_slots()
-
-    def has_room(self, spec: LaunchSpec) -> bool:
-        return self.inner.has_room(spec)
-
-    def allocation_end(self) -> float | None:
-        return self.inner.allocation_end()
-
-    def slots(self, requested: int) -> int:
-        return self.inner.slots(requested)
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
 
 
 def job_gpus(scontrol_detail: str) -> str | None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import ExperimentConfig
-from ..state import ExperimentState, ReportRow, TrialState
+from ..state import ExperimentState, NewBest, ReportRow, TrialState
 from .common import path_with_hpc_hpo
 
 log = logging.getLogger("hpc_hpo")
@@ -79,8 +79,7 @@ class HookRunner:
     state: ExperimentState
     queue: collections.deque[_Call] = field(default_factory=collections.deque)
     running: list[_Running] = field(default_factory=list)
-    best_id: str | None = None  # the best trial last announced (or known at the start): no news again
-    best_value: float | None = None
+    new_best: NewBest = field(default_factory=NewBest)  # the best last announced, or known at the start
     last_report: dict[str, ReportRow] = field(default_factory=dict)
     rows_seen: int = 0
     warned: set[tuple[str, str]] = field(default_factory=set)
@@ -98,9 +97,7 @@ class HookRunner:
         """After the journal's replay: what is already known (the best so far, reports) is no news."""
         if not self.active:
             return
-        best = self.state.best_trial()
-        if best is not None:
-            self.best_id, self.best_value = best.trial_id, best.best_value
+        self.new_best.known(self.state)
         self.rows_seen = len(self.state.rows)
 
     # ------------------------------------------------------------------ each sweep
@@ -130,14 +127,10 @@ class HookRunner:
         self.pump()
 
     def _maybe_new_best(self) -> None:
-        """As the driver's "new best" line (progress.py): another trial became the best with a strictly better
-        value; at most once per sweep, and a trial bettering its own best is no news."""
-        best = self.state.best_trial()
-        if best is None or best.best_value is None or best.trial_id == self.best_id:
+        """As the driver's "new best" line (state.NewBest), at most once per sweep."""
+        best = self.new_best.news(self.state)
+        if best is None:
             return
-        if self.best_value is not None and not self.state.is_better(best.best_value, self.best_value):
-            return
-        self.best_id, self.best_value = best.trial_id, best.best_value
         self._queue("on_new_best", best, self._best_row(best), {})
 
     def pump(self) -> None:
