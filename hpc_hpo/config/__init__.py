@@ -51,3 +51,5 @@ __all__ += [
     "_rung_levels", "_scalar", "_scheduler", "_searcher", "_searcher_options", "_slurm", "_slurm_args",
     "_space"
 ]
+# The specs of trial shapes, local GPUs, per-trial directories and self-made allocations.
+__all__ += ["PerEval", "TrialShape", "LocalSpec", "WorkdirSpec", "AllocationRequest"]

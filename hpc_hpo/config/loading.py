@@ -19,7 +19,8 @@ from ..space import Choice, Fixed, format_value
 from .execution import _execution
 from .hooks import hooks_spec
 from .resources import check_launch_args, resolve_shape_params
-from .params import CONTROL_CHARACTERS, PARAM_NAME_PATTERN, _space
+from .workdir import checked_path
+from .params import PARAM_NAME_PATTERN, _space
 from .reading import Section, _as_list, parse_duration
 from .scheduler_searcher import _scheduler, _searcher
 from .workdir import resolve_workdir
@@ -40,7 +41,7 @@ MAX_RESOURCE = 1e15
 MAX_REGEX = 10_000
 # A path the kernel takes (PATH_MAX); one argument (Linux's MAX_ARG_STRLEN, with its NUL byte); the whole
 # argv of a trial takes at most half the system's ARG_MAX (2 MiB at most), the rest is the environment's.
-MAX_PATH_BYTES = 4096
+DIRECTORY_FIX = "choose another directory name"
 MAX_ARGUMENT_BYTES = 131072 - 1
 # What the driver adds to a trial's own arguments (srun or a launcher and their options, record_exit.py),
 # besides the experiment directory's paths counted with it.
@@ -184,7 +185,7 @@ def validate_config(data: Any, experiment_dir: str | None = None, check_program:
     files in (None: no file, as for hpc_hpo.tune(); they stay relative to the current directory)."""
     top = Section(data, "", TOP_KEYS)
     if experiment_dir is not None:
-        _experiment_dir(experiment_dir, "--experiment-dir")
+        checked_path(experiment_dir, "--experiment-dir", DIRECTORY_FIX)
     name = top.text("name", pattern=NAME_PATTERN,
                     rule="must be 1-100 characters: letters, digits, '_', '.', '-', starting with a letter or digit")
     command = _command(top.get("command"), check_program, config_dir)
@@ -195,7 +196,7 @@ def validate_config(data: Any, experiment_dir: str | None = None, check_program:
         raise ConfigError("resource.max_resource_attr", resource.max_resource_attr, "must name a parameter in params",
                           f"use one of: {', '.join(space.names)}")
     scheduler = _scheduler(top.get("scheduler", None), resource)
-    where = _where(experiment_dir, _experiment_dir(top.text("experiment_dir", None), "experiment_dir")
+    where = _where(experiment_dir, checked_path(top.text("experiment_dir", None), "experiment_dir", DIRECTORY_FIX)
                    or os.path.join("runs", name), config_dir)
     searcher = _searcher(top.get("searcher", None), space, frozen_seed(where))
     budget = _budget(top.get("budget", None), searcher, scheduler.type)
@@ -232,21 +233,6 @@ def _where(override: str | None, written: str, config_dir: Path | None) -> Path:
     if config_dir is not None and not path.is_absolute():
         path = Path(os.path.normpath(config_dir / path))  # ../runs/x, not configs/../runs/x
     return path.absolute()
-
-
-def _experiment_dir(value: str | None, key: str) -> str | None:
-    """A path the kernel takes and a batch script can hold: no NUL byte or other control character."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise ConfigError(key, value, "must be a non-empty path")
-    control = CONTROL_CHARACTERS.search(value)
-    if control:
-        raise ConfigError(key, value, f"must be a path without a NUL byte, a line break or another control "
-                          f"character (it holds U+{ord(control.group()):04X})", "choose another directory name")
-    if len(value.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
-        raise ConfigError(key, value, f"is longer than a path may be ({MAX_PATH_BYTES} bytes)")
-    return value
 
 
 def _check_argv_size(command: tuple[str, ...], space: Any, execution: ExecutionSpec, where: Path) -> None:

@@ -11,7 +11,6 @@ directory; paths that name outputs (run_path, like experiment_dir) to the direct
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ TRIAL_DIR_SUFFIXES = (".exit", ".nodes", ".devices", ".share", ".sbatch", ".pbs"
 def workdir_spec(section: Section) -> WorkdirSpec:
     """The keys as written (paths still relative); resolve_workdir makes them absolute and checks them."""
     mode = section.choice("workdir", WORKDIR_MODES, "shared")
-    run_path = _path(section.get("run_path", None), section.key("run_path"))
+    run_path = checked_path(section.get("run_path", None), section.key("run_path"))
     sources = _sources(section.get("src_path", None), section.key("src_path"), run_path is None)
     copy = section.get("src_copy", False)
     if not isinstance(copy, bool):
@@ -70,8 +69,9 @@ def resolve_workdir(spec: WorkdirSpec, config_dir: Path | None, check_files: boo
     return WorkdirSpec(mode=spec.mode, run_path=run_path, src_path=sources, src_copy=spec.src_copy)
 
 
-def _path(value: Any, key: str) -> str | None:
-    """A path the kernel takes and a batch script can hold (it becomes a trial's --chdir)."""
+def checked_path(value: Any, key: str, fix: str = "rename the file or directory") -> str | None:
+    """A path the kernel takes and a batch script can hold (a trial's --chdir, an experiment directory):
+    no NUL byte, line break or other control character, at most PATH_MAX bytes."""
     if value is None:
         return None
     if not isinstance(value, str) or not value:
@@ -79,7 +79,7 @@ def _path(value: Any, key: str) -> str | None:
     control = CONTROL_CHARACTERS.search(value)
     if control:
         raise ConfigError(key, value, f"must be a path without a NUL byte, a line break or another control "
-                          f"character (it holds U+{ord(control.group()):04X})", "rename the file or directory")
+                          f"character (it holds U+{ord(control.group()):04X})", fix)
     if len(value.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
         raise ConfigError(key, value, f"is longer than a path may be ({MAX_PATH_BYTES} bytes)")
     return value
@@ -102,7 +102,7 @@ def _sources(value: Any, key: str, in_trial_dir: bool) -> list[str]:
         item_key = key if isinstance(value, str) else f"{key}[{i}]"
         if not isinstance(item, str):
             raise ConfigError(item_key, item, "must be a path (a string)", "e.g. train.py, or [train.py, data/]")
-        path = _path(item, item_key) or item
+        path = checked_path(item, item_key) or item
         name = Path(path).name
         if name in ("", ".", ".."):
             raise ConfigError(item_key, item, "names no file or directory of its own (it would enter the trial's "
