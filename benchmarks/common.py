@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import datetime
+import json
 import importlib.metadata
 import math
 import os
@@ -16,6 +17,7 @@ import platform
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -239,3 +241,12 @@ def branin_mf(x1: float, x2: float, resource: float) -> float:
     """Branin at full resource; at low resource a learning-curve offset that shrinks as 1/r and depends a
     little on the config (as tests/unit/test_kde_searcher.py has it), so low budgets rank roughly right."""
     return branin(x1, x2) + (20 + 5 * math.sin(x1 + x2)) / resource
+
+
+def publish(key: str, body: str, out: Path, results: Any = None, json_path: Path | None = None) -> None:
+    """Write the section to the docs (and the raw results to json_path, if given), then print it."""
+    write_section(key, body, out)
+    if json_path is not None:
+        json_path.write_text(json.dumps(results, indent=1))
+    print(body)
+    print(f"written to {out}")

@@ -17,4 +17,5 @@ if ! sinfo -h >/dev/null 2>&1; then
 fi
 "$PYTHON" benchmarks/slurm_latency.py
 "$PYTHON" benchmarks/slurm_utilisation.py
+"$PYTHON" benchmarks/elastic_drivers.py
 echo "run_slurm: docs/benchmarks.md updated"

@@ -1,7 +1,8 @@
-"""Search quality at equal budget: hpc_hpo random+ASHA and KDE+ASHA, Optuna TPE + SuccessiveHalvingPruner,
-Syne Tune ASHA, on a multi-fidelity Branin (simulated time) and on launchers/train_mlp.py (real processes).
+"""Search quality at equal budget: hpc_hpo random, KDE and MOBSTER with ASHA, Optuna TPE + SuccessiveHalvingPruner,
+Syne Tune ASHA and BOHB, on a multi-fidelity Branin and Hartmann-6 (simulated time) and on launchers/train_mlp.py
+(real processes).
 
-    python benchmarks/search_quality.py                                  (about 8 minutes on 2 cores)
+    python benchmarks/search_quality.py                                  (about 20 minutes on 2 cores)
     python benchmarks/search_quality.py --problems branin --seeds 3 --peers none --out /tmp/q.md   (smoke)
 
 Every method runs through the same loop here, which plays the driver's part: W workers, a new trial
@@ -12,19 +13,24 @@ the trials together have used the resource budget. The methods:
   the order the driver calls them (suggest, on_trial_created, next_action/on_start; on_report of
   scheduler then searcher; on_trial_end of both).
 - hpc-kde-asha: the same with hpc_hpo's KdeSearcher (BOHB-style, searcher_data rungs).
+- hpc-mobster-asha: the same with hpc_hpo's MobsterSearcher (one GP over config and log-resource,
+  expected improvement at the full resource; searcher_data rungs; default options).
 - optuna-tpe-sha: Optuna's ask/tell with TPESampler(seed) and SuccessiveHalvingPruner(min_resource 1,
   reduction_factor 3); trial.report + should_prune at each epoch, tell at the end.
 - syne-asha: syne_tune.optimizer.baselines.ASHA (random search, grace 1, eta 3, max_t 27): suggest,
   on_trial_add, on_trial_result, on_trial_remove after a stop (as its Tuner does).
+- syne-bohb: syne_tune.optimizer.baselines.BOHB (its KDE searcher on ASHA, same settings), driven
+  the same way. (Syne Tune 0.16 has no MOBSTER baseline any more, so there is no peer GP here.)
 
 Branin: loss(x, r) = branin(x) + (20 + 5 sin(x1 + x2)) / r (tests/unit/test_kde_searcher.py's
-multi-fidelity Branin), 4 workers, an epoch takes lognormal(0, 0.3) simulated seconds drawn from
-(seed, trial index, epoch), so every method sees the same durations for its i-th trial; no process
-is started. train_mlp: each trial is a real `python launchers/train_mlp.py ...` process run
+multi-fidelity Branin); Hartmann-6: loss(x, r) = hartmann6(x) + (1 + 0.5 sin(3 (x1 + ... + x6))) / r
+on [0, 1]^6, built the same way (a bias fading as 1/r whose size depends on x). Both: 4 workers, an
+epoch takes lognormal(0, 0.3) simulated seconds drawn from (seed, trial index, epoch), so every
+method sees the same durations for its i-th trial; no process is started. train_mlp: each trial is a real `python launchers/train_mlp.py ...` process run
 standalone (it prints "epoch N: accuracy A", unbuffered, and the loop reads each line as it is
 printed), 2 at a time; a stopped trial's process is killed at once and a new one started; the loss
 is 1 - validation accuracy; wall time is real, from the first trial's start to the report that
-uses up the budget. The runs go seed by seed, the methods interleaved in an order rotated from one
+uses up the budget. Every method's worker process runs with one BLAS thread. The runs go seed by seed, the methods interleaved in an order rotated from one
 seed to the next, so the machine's load falls on all of them alike. hpc_hpo's own driver (hpc-hpo
 run) is not used, so every method pays the same launch costs. The peers run in
 benchmarks/.venv-peers (this script spawns itself there with --worker).
@@ -42,8 +48,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -52,17 +59,65 @@ from common import (BRANIN_MIN, DOCS, PEER_PYTHON, REPO, branin, branin_mf, comm
                     versions, write_section)
 
 MAX_T, LEVELS = 27, [1, 3, 9, 27]
-METHODS = ["hpc-random-asha", "hpc-kde-asha", "optuna-tpe-sha", "syne-asha"]
-PEER_METHODS = {"optuna-tpe-sha", "syne-asha"}
+METHODS = ["hpc-random-asha", "hpc-kde-asha", "hpc-mobster-asha", "optuna-tpe-sha", "syne-asha", "syne-bohb"]
+PEER_METHODS = {"optuna-tpe-sha", "syne-asha", "syne-bohb"}
 LABELS = {"hpc-random-asha": "hpc_hpo random + ASHA", "hpc-kde-asha": "hpc_hpo KDE + ASHA",
-          "optuna-tpe-sha": "Optuna TPE + SuccessiveHalvingPruner", "syne-asha": "Syne Tune ASHA"}
+          "hpc-mobster-asha": "hpc_hpo MOBSTER + ASHA",
+          "optuna-tpe-sha": "Optuna TPE + SuccessiveHalvingPruner", "syne-asha": "Syne Tune ASHA",
+          "syne-bohb": "Syne Tune BOHB"}
+# The baseline of the "resource to reach" column: the share of the budget a method needs to reach
+# the best loss this method has at the end of the budget.
+BASELINE = "hpc-random-asha"
 
 # The spaces: (name, kind, low, high) or (name, "choice", values).
 SPACES = {
     "branin": [("x1", "uniform", -5.0, 10.0), ("x2", "uniform", 0.0, 15.0)],
+    "hartmann6": [(f"x{i}", "uniform", 0.0, 1.0) for i in range(1, 7)],
     "mlp": [("learning_rate", "loguniform", 1e-4, 0.3), ("width", "lograndint", 8, 256),
             ("alpha", "loguniform", 1e-6, 1.0), ("batch_size", "choice", [16, 32, 64, 128, 256])],
 }
+
+# Hartmann-6 (Dixon and Szego 1978): minimum -3.32237 at (0.20169, 0.150011, 0.476874, 0.275332,
+# 0.311652, 0.6573) in [0, 1]^6.
+_H6_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
+                  [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
+_H6_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
+                         [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+_H6_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+HARTMANN6_MIN = -3.32237
+
+
+def hartmann6(config: dict[str, Any]) -> float:
+    x = np.array([config[f"x{i}"] for i in range(1, 7)])
+    return float(-_H6_ALPHA @ np.exp(-np.sum(_H6_A * (x - _H6_P) ** 2, axis=1)))
+
+
+def hartmann6_mf(config: dict[str, Any], resource: float) -> float:
+    """hartmann6(x) + (1 + 0.5 sin(3 (x1 + ... + x6))) / r: as for Branin, a bias that fades as 1/r and
+    whose size depends on x, so that low rungs rank configs close to, not exactly as, the full resource
+    (at r = 1 the bias spans 0.5 to 1.5, about what separates a good random config from a median one)."""
+    total = sum(config[f"x{i}"] for i in range(1, 7))
+    return hartmann6(config) + (1.0 + 0.5 * math.sin(3.0 * total)) / resource
+
+
+@dataclass(frozen=True)
+class Simulated:
+    """A synthetic problem run in simulated time: its loss at (config, epoch), its full-fidelity function
+    (the regret of the best config) and that function's minimum."""
+
+    title: str
+    loss: Callable[[dict[str, Any], float], float]
+    truth: Callable[[dict[str, Any]], float]
+    minimum: float
+
+
+# The synthetic problems, by name: add one here (and its space in SPACES) to benchmark it.
+SIMULATED = {
+    "branin": Simulated("multi-fidelity Branin", lambda c, r: branin_mf(c["x1"], c["x2"], r),
+                        lambda c: branin(c["x1"], c["x2"]), BRANIN_MIN),
+    "hartmann6": Simulated("multi-fidelity Hartmann-6", hartmann6_mf, hartmann6, HARTMANN6_MIN),
+}
+PROBLEMS = [*SIMULATED, "mlp"]
 
 
 # --------------------------------------------------------------------------- the methods
@@ -152,17 +207,17 @@ class OptunaMethod:
 
 
 class SyneMethod:
-    def __init__(self, problem: str, seed: int) -> None:
+    def __init__(self, problem: str, seed: int, baseline: str = "ASHA") -> None:
         from datetime import datetime
         from syne_tune import config_space as cs
         from syne_tune.backend.trial_status import Trial
-        from syne_tune.optimizer.baselines import ASHA
+        from syne_tune.optimizer import baselines
         from syne_tune.optimizer.scheduler import SchedulerDecision
         space: dict[str, Any] = {"epochs": MAX_T}
         for spec in SPACES[problem]:
             name, kind = spec[0], spec[1]
             space[name] = cs.choice(spec[2]) if kind == "choice" else getattr(cs, kind)(spec[2], spec[3])
-        self.scheduler = ASHA(space, metric="loss", time_attr="epoch", max_t=MAX_T, do_minimize=True,
+        self.scheduler = getattr(baselines, baseline)(space, metric="loss", time_attr="epoch", max_t=MAX_T, do_minimize=True,
                               random_seed=seed, grace_period=1, reduction_factor=3)
         self.Trial, self.STOP, self.now = Trial, SchedulerDecision.STOP, datetime.now()
         self.trials: dict[str, Any] = {}
@@ -192,10 +247,14 @@ def make_method(name: str, problem: str, seed: int):
         return HpcMethod(problem, seed, "random")
     if name == "hpc-kde-asha":
         return HpcMethod(problem, seed, "kde")
+    if name == "hpc-mobster-asha":
+        return HpcMethod(problem, seed, "mobster")
     if name == "optuna-tpe-sha":
         return OptunaMethod(problem, seed)
     if name == "syne-asha":
         return SyneMethod(problem, seed)
+    if name == "syne-bohb":
+        return SyneMethod(problem, seed, "BOHB")
     raise ValueError(name)
 
 
@@ -233,7 +292,7 @@ class Trace:
             self.method_s += time.perf_counter() - t0
 
 
-def run_branin(method, seed: int, budget: int, workers: int) -> Trace:
+def run_simulated(method, problem: Simulated, seed: int, budget: int, workers: int) -> Trace:
     """Simulated time: an event queue of the next report of each running trial."""
     trace = Trace()
     heap: list[tuple[float, int, str]] = []
@@ -256,7 +315,7 @@ def run_branin(method, seed: int, budget: int, workers: int) -> Trace:
         now, _, tid = heapq.heappop(heap)
         config, index, epoch = running[tid]
         epoch += 1
-        loss = branin_mf(config["x1"], config["x2"], epoch)
+        loss = problem.loss(config, epoch)
         trace.add(loss, now, config)
         goes_on = trace.call(method.report, tid, epoch, loss)
         if goes_on:
@@ -283,6 +342,15 @@ def trial_environment() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def worker_environment() -> dict[str, str]:
+    """Every method's worker runs with one BLAS thread: on a shared 2-core machine a threaded BLAS
+    spends most of its time waiting for cores on the small matrices of a GP or a KDE (a 113 x 113
+    Cholesky solve measured 23 ms with the default threads under load, 0.8 ms with one)."""
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
     return env
 
 
@@ -361,15 +429,15 @@ def worker(problem: str, method_name: str, seeds: list[int], budget: int, worker
     for seed in seeds:
         method = make_method(method_name, problem, seed)
         t0 = time.perf_counter()
-        if problem == "branin":
-            trace = run_branin(method, seed, budget, workers)
+        if problem in SIMULATED:
+            trace = run_simulated(method, SIMULATED[problem], seed, budget, workers)
         else:
             trace = run_mlp(method, seed, budget, workers, python)
         result = {"method": method_name, "problem": problem, "seed": seed, "resource": trace.resource,
                   "wall": trace.wall, "best": trace.best, "trials": trace.trials, "best_config": trace.best_config,
                   "seconds": time.perf_counter() - t0, "method_s": trace.method_s, "trial_log": trace.trial_log}
-        if problem == "branin" and trace.best_config:
-            result["regret"] = branin(trace.best_config["x1"], trace.best_config["x2"]) - BRANIN_MIN
+        if problem in SIMULATED and trace.best_config:
+            result["regret"] = SIMULATED[problem].truth(trace.best_config) - SIMULATED[problem].minimum
         out.append(result)
         print(f"  {problem} {method_name} seed {seed}: best {trace.best[-1]:.4f} after {trace.used} resource, "
               f"{trace.trials} trials, {result['seconds']:.1f} s", file=sys.stderr, flush=True)
@@ -390,13 +458,70 @@ def quantiles(values: list[float]) -> tuple[float, float, float]:
     return float(np.median(a)), float(np.percentile(a, 25)), float(np.percentile(a, 75))
 
 
+def resource_to_reach(result: dict, target: float) -> float:
+    """The resource used when the best loss first reached `target` (inf if it never did)."""
+    hits = np.nonzero(np.array(result["best"]) <= target)[0]
+    return float(result["resource"][hits[0]]) if len(hits) else math.inf
+
+
+def baseline_target(results: list[dict], problem: str) -> float | None:
+    """The baseline's final best loss, median over seeds (None when the baseline did not run)."""
+    finals = [r["best"][-1] for r in results if r["problem"] == problem and r["method"] == BASELINE]
+    return float(np.median(finals)) if finals else None
+
+
+def share_text(values: list[float], budget: int) -> str:
+    """Median [IQR] of resources as shares of the budget; '>1' where the budget was not enough."""
+    def one(v: float) -> str:
+        return f"{v / budget:.2f}" if v <= budget else ">1"
+    finite = [min(v, 2.0 * budget) for v in values]  # inf (never reached) sorts last without NaN arithmetic
+    m, lo, hi = (float(np.percentile(finite, q)) for q in (50, 25, 75))
+    return f"{one(m)} [{one(lo)}, {one(hi)}]"
+
+
+# Issue 17's bar: hpc_hpo's multi-fidelity model-based method against Optuna TPE + SuccessiveHalvingPruner.
+CANDIDATE, RIVAL = "hpc-mobster-asha", "optuna-tpe-sha"
+
+
+def verdict(results: list[dict], problem: str, budget: int) -> str | None:
+    """One sentence: the candidate against the rival in median regret (synthetic problems) and median
+    best loss at the budget (lower is better), and the share of the budget it needs to reach the
+    baseline's final best loss (target: at most half); None unless both ran."""
+    mine = [r for r in results if r["problem"] == problem and r["method"] == CANDIDATE]
+    theirs = [r for r in results if r["problem"] == problem and r["method"] == RIVAL]
+    target = baseline_target(results, problem)
+    if not mine or not theirs or target is None:
+        return None
+
+    def compare(what: str, a: float, b: float) -> str:
+        word = "better than" if a < b else "equal to" if a == b else "worse than"
+        return f"{what} {a:.4g} against {b:.4g} ({word} {LABELS[RIVAL]})"
+
+    parts = []
+    if problem in SIMULATED:
+        parts.append(compare("median regret of the best config", float(np.median([r["regret"] for r in mine])),
+                             float(np.median([r["regret"] for r in theirs]))))
+    offset = SIMULATED[problem].minimum if problem in SIMULATED else 0.0
+    parts.append(compare("median best loss at the budget" + (" (minus the minimum)" if offset else ""),
+                         float(np.median([r["best"][-1] for r in mine])) - offset,
+                         float(np.median([r["best"][-1] for r in theirs])) - offset))
+    share = float(np.median([min(resource_to_reach(r, target), 2.0 * budget) for r in mine])) / budget
+    reached = f"{share:.2f} of the budget" if share <= 1 else "more than the budget"
+    parts.append(f"it reaches {LABELS[BASELINE]}'s final best loss after {reached} (median; the target is at most "
+                 f"0.5: {'met' if share <= 0.5 else 'missed'})")
+    return f"**{LABELS[CANDIDATE]}**: " + "; ".join(parts) + "."
+
+
 def table(results: list[dict], problem: str, budget: int, methods: list[str]) -> list[str]:
     fractions = [0.1, 0.25, 0.5, 1.0]
-    offset = BRANIN_MIN if problem == "branin" else 0.0
-    what = "best loss - Branin minimum" if problem == "branin" else "best 1 - validation accuracy"
+    simulated = SIMULATED.get(problem)
+    offset = simulated.minimum if simulated else 0.0
+    what = "best loss - minimum" if simulated else "best 1 - validation accuracy"
+    target = baseline_target(results, problem)
     rows = [f"| method | seeds | {' | '.join(f'{what} at {int(f * budget)} resource (median [IQR])' for f in fractions)} "
-            f"| trials (median) | {'regret of the best config, median [IQR]' if problem == 'branin' else 'wall s at budget (median [IQR])'} |",
-            "|---|---:|" + "---:|" * len(fractions) + "---:|---:|"]
+            f"| trials (median) | {'regret of the best config, median [IQR]' if simulated else 'wall s at budget (median [IQR])'} "
+            f"| share of the budget to reach {LABELS[BASELINE]}'s final best loss, median [IQR] |",
+            "|---|---:|" + "---:|" * len(fractions) + "---:|---:|---:|"]
     for method in methods:
         mine = [r for r in results if r["problem"] == problem and r["method"] == method]
         if not mine:
@@ -406,13 +531,14 @@ def table(results: list[dict], problem: str, budget: int, methods: list[str]) ->
             m, lo, hi = quantiles([best_at(r, f * budget) - offset for r in mine])
             cells.append(f"{m:.4f} [{lo:.4f}, {hi:.4f}]")
         trials = float(np.median([r["trials"] for r in mine]))
-        if problem == "branin":
+        if simulated:
             m, lo, hi = quantiles([r["regret"] for r in mine])
+            last = f"{m:.4f} [{lo:.4f}, {hi:.4f}]"
         else:
             m, lo, hi = quantiles([r["wall"][-1] for r in mine])
-        rows.append(f"| {LABELS[method]} | {len(mine)} | {' | '.join(cells)} | {trials:g} | {m:.4f} [{lo:.4f}, {hi:.4f}] |"
-                    if problem == "branin" else
-                    f"| {LABELS[method]} | {len(mine)} | {' | '.join(cells)} | {trials:g} | {m:.0f} [{lo:.0f}, {hi:.0f}] |")
+            last = f"{m:.0f} [{lo:.0f}, {hi:.0f}]"
+        reach = share_text([resource_to_reach(r, target) for r in mine], budget) if target is not None else "-"
+        rows.append(f"| {LABELS[method]} | {len(mine)} | {' | '.join(cells)} | {trials:g} | {last} | {reach} |")
     return rows
 
 
@@ -472,10 +598,10 @@ def plot(results: list[dict], budgets: dict[str, int], methods: list[str], png: 
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    panels = [(p, axis) for p in budgets for axis in (("resource",) if p == "branin" else ("resource", "wall"))]
+    panels = [(p, axis) for p in budgets for axis in (("resource",) if p in SIMULATED else ("resource", "wall"))]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
     for ax, (problem, axis) in zip(axes[0], panels):
-        offset = BRANIN_MIN if problem == "branin" else 0.0
+        offset = SIMULATED[problem].minimum if problem in SIMULATED else 0.0
         for method in methods:
             mine = [r for r in results if r["problem"] == problem and r["method"] == method]
             if not mine:
@@ -496,9 +622,10 @@ def plot(results: list[dict], budgets: dict[str, int], methods: list[str], png: 
             ax.fill_between(grid, lo, hi, alpha=0.2)
         ax.set_yscale("log")
         ax.set_xlabel("total resource (epochs)" if axis == "resource" else "wall time (s)")
-        ax.set_ylabel("best loss - minimum" if problem == "branin" else "best 1 - accuracy")
+        ax.set_ylabel("best loss - minimum" if problem in SIMULATED else "best 1 - accuracy")
         seeds = len({r["seed"] for r in results if r["problem"] == problem})
-        ax.set_title(f"{'multi-fidelity Branin' if problem == 'branin' else 'train_mlp.py (digits)'}, {seeds} seeds")
+        title = SIMULATED[problem].title if problem in SIMULATED else "train_mlp.py (digits)"
+        ax.set_title(f"{title}, {seeds} seeds")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -541,7 +668,7 @@ def jobs(problems: list[str], methods: dict[str, list[str]], branin_seeds: int,
     order rotated from seed to seed, so a change in the machine's load falls on every method alike."""
     out: list[tuple[str, str, list[int]]] = []
     for problem in problems:
-        if problem == "branin":
+        if problem in SIMULATED:
             out += [(problem, method, list(range(branin_seeds))) for method in methods[problem]]
             continue
         for seed in range(mlp_seeds):
@@ -552,12 +679,12 @@ def jobs(problems: list[str], methods: dict[str, list[str]], branin_seeds: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--problems", nargs="+", default=["branin", "mlp"], choices=["branin", "mlp"])
-    parser.add_argument("--seeds", type=int, default=20, help="seeds for Branin")
-    parser.add_argument("--mlp-seeds", type=int, default=3)
-    parser.add_argument("--budget", type=int, default=1000, help="Branin: total epochs per run")
+    parser.add_argument("--problems", nargs="+", default=PROBLEMS, choices=PROBLEMS)
+    parser.add_argument("--seeds", type=int, default=20, help="seeds for the synthetic problems")
+    parser.add_argument("--mlp-seeds", type=int, default=5)
+    parser.add_argument("--budget", type=int, default=1000, help="synthetic problems: total epochs per run")
     parser.add_argument("--mlp-budget", type=int, default=108, help="train_mlp: total epochs per run")
-    parser.add_argument("--workers", type=int, default=4, help="Branin: trials at a time")
+    parser.add_argument("--workers", type=int, default=4, help="synthetic problems: trials at a time")
     parser.add_argument("--mlp-workers", type=int, default=2)
     parser.add_argument("--peers", default="all", help="all or none")
     parser.add_argument("--methods", nargs="+", choices=METHODS, help="default: all (hpc_hpo only with --peers none)")
@@ -574,8 +701,8 @@ def main() -> None:
     parser.add_argument("--plot-from", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        budget = args.budget if args.problem == "branin" else args.mlp_budget
-        workers = args.workers if args.problem == "branin" else args.mlp_workers
+        budget = args.budget if args.problem in SIMULATED else args.mlp_budget
+        workers = args.workers if args.problem in SIMULATED else args.mlp_workers
         print(json.dumps(worker(args.problem, args.method, args.seed_list, budget, workers, args.trial_python)))
         return
     if args.plot_from:
@@ -586,7 +713,7 @@ def main() -> None:
         parser.error("--peers: all or none")
     methods = args.methods or [m for m in METHODS if args.peers == "all" or m not in PEER_METHODS]
     mlp_methods = [m for m in METHODS if m in (args.mlp_methods or methods)]
-    by_problem = {"branin": methods, "mlp": mlp_methods}
+    by_problem = {**{p: methods for p in SIMULATED}, "mlp": mlp_methods}
     every = [m for m in METHODS if m in methods or m in mlp_methods]
     if args.peers == "none" and PEER_METHODS & set(every):
         parser.error("--peers none: choose hpc_hpo methods only")
@@ -596,7 +723,7 @@ def main() -> None:
     command = command_line()
     peer_versions = versions(["optuna", "syne-tune", "matplotlib"], PEER_PYTHON) if needs_peers else None
     head = header(command, peer_versions)
-    budgets = {p: (args.budget if p == "branin" else args.mlp_budget) for p in args.problems}
+    budgets = {p: (args.budget if p in SIMULATED else args.mlp_budget) for p in args.problems}
     results: list[dict] = []
     for problem, method, seeds in jobs(args.problems, by_problem, args.seeds, args.mlp_seeds):
         python = str(PEER_PYTHON) if method in PEER_METHODS else sys.executable
@@ -605,7 +732,7 @@ def main() -> None:
                 str(args.mlp_budget), "--workers", str(args.workers), "--mlp-workers", str(args.mlp_workers),
                 "--trial-python", sys.executable]
         print(f"{problem}: {method}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}", flush=True)
-        done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
+        done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False, env=worker_environment())
         if done.returncode != 0:
             raise SystemExit(f"{method} on {problem} failed (exit {done.returncode})")
         results.extend(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -630,17 +757,23 @@ def main() -> None:
             *png_note]
     for problem in args.problems:
         seeds = len({r["seed"] for r in results if r["problem"] == problem})
-        if problem == "branin":
-            body += [f"### Multi-fidelity Branin: {budgets[problem]} epochs per run, {args.workers} workers, {seeds} seeds",
-                     "", "Best loss so far minus Branin's minimum (0.397887), median and interquartile range over "
-                     "seeds, at shares of the budget; the last column is the true Branin regret of the config "
-                     "with the best loss (its full-fidelity quality).", ""]
+        if problem in SIMULATED:
+            simulated = SIMULATED[problem]
+            body += [f"### {simulated.title[0].upper() + simulated.title[1:]}: {budgets[problem]} epochs per run, "
+                     f"{args.workers} workers, {seeds} seeds",
+                     "", f"Best loss so far minus the function's minimum ({simulated.minimum:g}), median and "
+                     "interquartile range over seeds, at shares of the budget; \"regret\" is the true regret of "
+                     "the config with the best loss (its full-fidelity quality); the last column is the share of "
+                     f"the budget after which a run's best loss is at or below {LABELS[BASELINE]}'s final best "
+                     "loss (median over seeds), median and IQR over seeds (>1: not reached within the budget).", ""]
         else:
             body += [f"### train_mlp.py on digits: {budgets[problem]} epochs per run, {args.mlp_workers} trials at a time, "
                      f"{seeds} seeds", "", "Best 1 - validation accuracy so far, median and interquartile range over "
-                     "seeds; the last column is the wall time the run took to use the budget (process start-up "
-                     "included).", ""]
+                     "seeds; \"wall s\" is the wall time the run took to use the budget (process start-up "
+                     "included); the last column as for the synthetic problems.", ""]
         body += table(results, problem, budgets[problem], by_problem[problem]) + [""]
+        summary = verdict(results, problem, budgets[problem])
+        body += [summary, ""] if summary else []
         if problem == "mlp":
             body += wall_time_text(results, mlp_methods, args.mlp_workers)
     write_section("search-quality", "\n".join(body), args.out)

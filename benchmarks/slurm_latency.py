@@ -38,7 +38,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DOCS, REPO, command_line, header, load_average, write_section  # noqa: E402
+from common import DOCS, REPO, command_line, header, load_average, publish  # noqa: E402
 
 PROGRAM = REPO / "benchmarks" / "programs" / "latency_trial.py"
 NODES = 4
@@ -304,11 +304,7 @@ def main() -> None:
              f"Ratio of medians, hpc_hpo step replacing an ended trial / bare srun (Popen -> program): {ratio:.2f}.", "",
              f"Load average (1, 5, 15 min) at the end: {load_average()}.", ""]
     text = "\n".join(body)
-    write_section("slurm-latency", text, args.out)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
-    print(text)
-    print(f"written to {args.out}")
+    publish("slurm-latency", text, args.out, results, args.json)
 
 
 if __name__ == "__main__":

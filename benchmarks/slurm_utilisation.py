@@ -39,7 +39,7 @@ from hpc_hpo.schedulers import rung_levels
 from hpc_hpo.schedulers.brackets import hyperband_sizes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DOCS, REPO, command_line, header, load_average, write_section  # noqa: E402
+from common import DOCS, REPO, command_line, header, load_average, publish  # noqa: E402
 
 PROGRAM = REPO / "benchmarks" / "programs" / "sleep_trial.py"
 NODES = 4
@@ -361,11 +361,7 @@ def main() -> None:
               f"work {r['work_node_s']:.1f} node-s, utilisation {100 * r['utilisation']:.1f}% "
               f"(steady {100 * r['steady_utilisation']:.1f}% over {r['steady_s']:.1f} s)", flush=True)
     body = render(results, args, head)
-    write_section("slurm-utilisation", body, args.out)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
-    print(body)
-    print(f"written to {args.out}")
+    publish("slurm-utilisation", body, args.out, results, args.json)
 
 
 def render(results: dict, args: argparse.Namespace, head: list[str]) -> str:

@@ -58,10 +58,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="print only the result")
     run.add_argument("--verbose", action="store_true",
                      help="say for each run its command, its job, step or process id, its nodes and GPUs")
+    run.add_argument("--join", action="store_true",
+                     help="run this experiment together with the drivers already running it (or starting it), "
+                          "each in its own allocation (README 'Elastic experiments')")
     run.set_defaults(func=_run)
 
-    plan = commands.add_parser("plan", help="print the scheduler's plan and the resource it will spend; runs nothing")
+    plan = commands.add_parser("plan", help="simulate the scheduler: the resource, trials per rung and time it will "
+                                            "spend; runs nothing")
     plan.add_argument("config", help="experiment YAML file")
+    plan.add_argument("--from", dest="from_experiment", metavar="EXP",
+                      help="simulate on the learning curves and seconds per resource measured in this experiment")
+    plan.add_argument("--parallel", type=int, metavar="N", help="trials at a time (default: num_parallel_evals)")
+    plan.add_argument("--seconds-per-resource", type=float, metavar="S",
+                      help="time of one unit of resource, for wall time and node-hours on synthetic curves")
+    plan.add_argument("--simulations", type=int, default=10, metavar="N", help="simulations to take the spread over (10)")
     plan.set_defaults(func=_plan)
 
     status = commands.add_parser("status", help="table of an experiment's trials")
@@ -69,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--is-finished", action="store_true",
                         help="print nothing; exit 0 if the experiment has ended for good, 1 if a run can go on "
                              "with it (for scripts, e.g. the chained driver.sbatch)")
+    status.add_argument("--has-drivers", action="store_true",
+                        help="print nothing; exit 0 if a driver runs the experiment now, else 1 (for chained jobs)")
     status.add_argument("--watch", action="store_true", help="refresh every --interval seconds until Ctrl-C")
     status.add_argument("--interval", type=float, default=2.0, metavar="S", help="seconds between refreshes (2)")
     status.set_defaults(func=_status)
@@ -129,20 +141,38 @@ def _driver(config: Any, backend: Any, args: argparse.Namespace) -> Any:
     from .driver import Driver
 
     if not args.verbose:
-        return Driver(config, backend, quiet=args.quiet)
+        return Driver(config, backend, quiet=args.quiet, join=args.join)
     from .backends.verbose import VerboseBackend
     verbose = VerboseBackend(backend)
-    driver = Driver(config, verbose, quiet=args.quiet)
+    driver = Driver(config, verbose, quiet=args.quiet, join=args.join)
     verbose.say = driver.progress.say
     return driver
 
 
 def _plan(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .plan import format_plan
+    from .plan import PlanOptions, format_plan
 
-    print(format_plan(load_config(args.config)))
+    for flag, value in (("--parallel", args.parallel), ("--simulations", args.simulations),
+                        ("--seconds-per-resource", args.seconds_per_resource)):
+        if value is not None and not value > 0:
+            raise HpoError(f"{flag} {value}: must be a positive number")
+    config = load_config(args.config)
+    measured = _measured(args.from_experiment) if args.from_experiment else None
+    workers = args.parallel or config.execution.num_parallel_evals or os.cpu_count() or 1
+    print(format_plan(config, PlanOptions(workers, args.simulations, args.seconds_per_resource, measured,
+                                          args.from_experiment)))
     return 0
+
+
+def _measured(experiment: str) -> Any:
+    """Curves and speeds of an experiment's trials, for plan --from."""
+    from .plan_simulation import measure
+
+    try:
+        return measure(_load(experiment))
+    except ValueError as exc:
+        raise HpoError(f"--from {experiment}: {exc}; give an experiment that has run trials") from None
 
 
 def _load(argument: str) -> Any:
@@ -163,6 +193,9 @@ def _status(args: argparse.Namespace) -> int:
     state = load_state(directory)
     if args.is_finished:
         return 0 if state.finished else 1
+    if args.has_drivers:
+        from .status_view import running_drivers
+        return 0 if running_drivers(directory) else 1
     print(status_text(directory, state))
     return 0
 

@@ -19,6 +19,7 @@ import yaml
 from filelock import FileLock, Timeout
 
 from .config import EXPERIMENT_FILE, ExperimentConfig, config_as_yaml, load_config, validate_config
+from .membership import MEMBERS_DIR
 from .errors import HpoError
 from .journal import Journal, iter_events, make_event
 from .space import Space
@@ -87,8 +88,18 @@ def open_experiment(config: ExperimentConfig) -> Opened:
     journal.append([make_event("experiment_created", name=config.name, metric=config.metric.name,
                                mode=config.metric.mode, resource=config.resource.name,
                                params=config.space.names,
-                               combined=[c.name for c in config.metric.components])])
+                               combined=[c.name for c in config.metric.components],
+                               **_objective_fields(config))])
     return Opened(journal, False, False)
+
+
+def _objective_fields(config: ExperimentConfig) -> dict[str, list[str]]:
+    """With several objectives, their names and modes, so that `best`, `export` and `plot` read the Pareto
+    front from the journal alone; nothing for one metric (its journal stays as it was)."""
+    objectives = config.metric.objectives
+    if not objectives:
+        return {}
+    return {"objectives": [o.name for o in objectives], "modes": [o.mode for o in objectives]}
 
 
 def check_experiment_dir(directory: Path) -> None:
@@ -149,7 +160,7 @@ def make_experiment_dir(directory: Path) -> None:
 
 def _creation_may_start(directory: Path) -> bool:
     """Empty, or holding only what a creation killed before its first journal line leaves (and the lease)."""
-    leftovers = {CONFIG_FILE, "trials", "journal.lock", LEASE_LOCK, LEASE_FILE, LEASE_FILE + ".tmp"}
+    leftovers = {CONFIG_FILE, "trials", "journal.lock", LEASE_LOCK, LEASE_FILE, LEASE_FILE + ".tmp", MEMBERS_DIR}
     if _first_event(directory / JOURNAL_FILE) is None:
         leftovers.add(JOURNAL_FILE)  # created, but killed (or a full disk) before its first line was written
     names = {entry.name for entry in directory.iterdir()}

@@ -110,9 +110,9 @@ class LineTail:
 @dataclass(frozen=True)
 class Report:
     resource: float
-    value: float  # the objective: the metric, or the weighted sum of the combined metrics
+    value: float  # the objective: the metric, the weighted sum of the combined metrics, or the first objective
     time: float | None  # when the trial wrote it (unix seconds), if the line says
-    components: dict[str, float] | None = None  # the combined metrics' own values
+    components: dict[str, float] | None = None  # the combined metrics' own values, or every objective's
 
 
 class ReportParser:
@@ -126,8 +126,10 @@ class ReportParser:
     def __init__(self, metric: str, resource: str, regex: re.Pattern[str] | None, label: str,
                  objective: MetricSpec | None = None, warned: set[str] | None = None) -> None:
         self.metric, self.resource, self.regex, self.label = metric, resource, regex, label
-        # With combined metrics a report needs each of them; the objective is their weighted sum.
-        self.objective = objective if objective is not None and objective.components else None
+        # With combined metrics a report needs each of them; the objective is their weighted sum. With several
+        # objectives it needs each of them too, and all are kept (the value is the first one's).
+        self.objective = objective if objective is not None and (objective.components or objective.objectives) \
+            else None
         self.needed = self.objective.reported if self.objective else (metric,)
         self.count = 0
         # Kinds of warning given already: pass one set to every trial's parser to warn once per experiment.

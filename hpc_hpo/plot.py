@@ -64,6 +64,7 @@ class Pareto:
     names: tuple[str, str]
     points: list[tuple[float, float]]
     front: list[tuple[float, float]]  # the non-dominated points, ordered along the first metric
+    label: str = "reports"  # what the gray points are
 
 
 @dataclass
@@ -237,8 +238,11 @@ def component_modes(config: Any, state: ExperimentState) -> dict[str, str]:
 
 
 def pareto(state: ExperimentState, modes: dict[str, str]) -> Pareto | None:
-    """The first two combined metrics of every report, and the reports no other beats in both. None when
+    """The first two combined metrics of every report, and the reports no other beats in both; with several
+    objectives, the first two objectives of the trials at the highest resource (objective_front). None when
     the objective is a single metric."""
+    if state.objectives:
+        return objective_front(state)
     if len(state.combined) < 2:
         return None
     names = (state.combined[0], state.combined[1])
@@ -248,6 +252,24 @@ def pareto(state: ExperimentState, modes: dict[str, str]) -> Pareto | None:
         if isinstance(x, (int, float)) and isinstance(y, (int, float)) and math.isfinite(x) and math.isfinite(y):
             points.append((float(x), float(y)))
     return Pareto(names, points, pareto_front(points, modes.get(names[0], "min"), modes.get(names[1], "min")))
+
+
+def objective_front(state: ExperimentState) -> Pareto:
+    """Several objectives: each trial that reported at the highest resource any trial reported at, at its
+    report there (what `hpc-hpo best` ranks), and their front in the first two objectives (with exactly two,
+    the front `best` prints)."""
+    from .results import objective_values
+
+    names = (state.objectives[0], state.objectives[1])
+    last = {row.trial_id: row for row in state.rows}  # each trial's furthest report
+    top = max((row.resource for row in last.values()), default=None)
+    points = []
+    for row in last.values():
+        x, y = objective_values(state, row)[:2]
+        if row.resource == top and x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
+            points.append((x, y))
+    front = pareto_front(points, state.modes[0], state.modes[1])
+    return Pareto(names, points, front, label=f"trials at {state.resource} {top:g}" if top is not None else "trials")
 
 
 def pareto_front(points: list[tuple[float, float]], mode_x: str, mode_y: str) -> list[tuple[float, float]]:
@@ -411,7 +433,7 @@ def _draw_pareto(axes: Any, data: PlotData) -> None:
     pareto = data.pareto
     if not pareto.points:
         return _nothing_yet(axes)
-    axes.scatter(*zip(*pareto.points), s=8, color="lightgray", label="reports")
+    axes.scatter(*zip(*pareto.points), s=8, color="lightgray", label=pareto.label)
     axes.plot(*zip(*pareto.front), "o-", color="tab:red", markersize=4, drawstyle="steps-post", label="front")
     axes.legend(fontsize="small")
     axes.set_xlabel(pareto.names[0])

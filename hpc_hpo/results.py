@@ -23,8 +23,15 @@ EXPORT_TIMES = ("experiment_s", "unix_time")
 
 
 def export_columns(state: ExperimentState) -> list[str]:
-    """Fixed columns, the parameters, (for a combined objective) each combined metric, then the times."""
-    return [*EXPORT_LEADING, state.metric, *EXPORT_TRAILING, *state.param_names, *state.combined, *EXPORT_TIMES]
+    """Fixed columns, the parameters, (for a combined objective) each combined metric, (for several objectives)
+    each objective after the first, whose column is the metric's, then the times."""
+    return [*EXPORT_LEADING, state.metric, *EXPORT_TRAILING, *state.param_names, *_metric_columns(state),
+            *EXPORT_TIMES]
+
+
+def _metric_columns(state: ExperimentState) -> list[str]:
+    """The metrics a report carries besides its value: combined metrics, or the objectives after the first."""
+    return state.combined + state.objectives[1:]
 
 
 def report_records(state: ExperimentState) -> list[dict[str, Any]]:
@@ -37,7 +44,7 @@ def report_records(state: ExperimentState) -> list[dict[str, Any]]:
 def _row_values(state: ExperimentState, row: ReportRow) -> list[Any]:
     config = state.trials[row.trial_id].config
     params = [config.get(name) for name in state.param_names]
-    parts = [(row.components or {}).get(name) for name in state.combined]
+    parts = [(row.components or {}).get(name) for name in _metric_columns(state)]
     since = row.t - state.created_at if row.t is not None and state.created_at is not None else None
     return [row.trial_id, row.resource, row.value, row.elapsed_s, row.decision, *params, *parts, since, row.t]
 
@@ -61,7 +68,10 @@ def _cell(value: Any) -> str:
 
 def best_as_dict(state: ExperimentState) -> dict[str, Any] | None:
     """The best trial as plain JSON data: a value JSON has no number for (a diverged trial's -inf, a
-    config's inf) is the string "inf", "-inf" or "nan", so that `best --json` is valid JSON."""
+    config's inf) is the string "inf", "-inf" or "nan", so that `best --json` is valid JSON. With several
+    objectives, the Pareto front instead (pareto_front)."""
+    if state.objectives:
+        return _front_as_dict(state)
     best = state.best_trial()
     if best is None:
         return None
@@ -81,6 +91,8 @@ def _json_safe(value: Any) -> Any:
 
 
 def best_text(state: ExperimentState) -> str:
+    if state.objectives:
+        return _front_text(state)
     best = state.best_trial()
     if best is None:
         return "no trial has reported yet"
@@ -88,6 +100,63 @@ def best_text(state: ExperimentState) -> str:
              f"at {state.resource} {best.best_resource:g}"]
     lines += [f"  {name}: {format_value(value)}" for name, value in best.config.items()]
     return "\n".join(lines)
+
+
+def pareto_front(state: ExperimentState) -> tuple[float | None, list[tuple[TrialState, ReportRow]]]:
+    """With several objectives: the trials no other dominates among those that reported at the highest
+    resource any trial reported at (max_t once a trial completed), each with its report there, so that no
+    trial stopped early is compared with one trained longer. A report with a NaN or a missing objective
+    takes no part. Sorted by the first objective, best first. Returns (that resource, the front)."""
+    from .schedulers.mo_asha import minimised, non_dominated
+
+    last: dict[str, ReportRow] = {}
+    for row in state.rows:  # each trial's resources increase: its last row is its furthest report
+        last[row.trial_id] = row
+    if not last:
+        return None, []
+    top = max(row.resource for row in last.values())
+    candidates = []
+    for trial_id, row in last.items():
+        values = objective_values(state, row)
+        if row.resource == top and all(isinstance(v, float) and not math.isnan(v) for v in values):
+            candidates.append((state.trials[trial_id], row, minimised(values, state.modes)))
+    front = [candidates[i] for i in non_dominated([point for _, _, point in candidates])]
+    front.sort(key=lambda item: (item[2][0], item[0].trial_id))
+    return top, [(trial, row) for trial, row, _ in front]
+
+
+def objective_values(state: ExperimentState, row: ReportRow) -> list[float | None]:
+    """Each objective's value in a report (None where it is missing or not a number)."""
+    found = row.components or {}
+    values = [found.get(name) for name in state.objectives]
+    return [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in values]
+
+
+def _front_as_dict(state: ExperimentState) -> dict[str, Any] | None:
+    top, front = pareto_front(state)
+    if top is None:
+        return None
+    return _json_safe({
+        "objectives": [{"name": name, "mode": mode} for name, mode in zip(state.objectives, state.modes)],
+        "resource_name": state.resource, "resource": top,
+        "front": [{"trial_id": trial.trial_id, "state": trial.state,
+                   "values": dict(zip(state.objectives, objective_values(state, row))), "config": trial.config}
+                  for trial, row in front]})
+
+
+def _front_text(state: ExperimentState) -> str:
+    top, front = pareto_front(state)
+    if top is None:
+        return "no trial has reported yet"
+    reached = sum(1 for trial in state.trials.values() if trial.last_resource == top)
+    objectives = ", ".join(f"{name} ({mode})" for name, mode in zip(state.objectives, state.modes))
+    header = ["trial", "state", *state.objectives, *state.param_names]
+    rows = [header] + [[trial.trial_id, trial.state, *(f"{v:.6g}" for v in objective_values(state, row)),
+                        *(_short(trial.config.get(name)) for name in state.param_names)] for trial, row in front]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join([f"Pareto front: {len(front)} of the {reached} trials at {state.resource} {top:g}, "
+                      f"objectives {objectives}", *lines])
 
 
 def status_table(state: ExperimentState, directory: Path | None = None) -> str:
@@ -144,8 +213,8 @@ def _short(value: Any) -> str:
 def load(experiment: str | os.PathLike[str]) -> Any:
     """The experiment's processed reports, one row per report, with the columns of `hpc-hpo export --csv`
     (README, "Export format (stable)"): trial_id, resource, the metric, elapsed_s, decision, one column per
-    parameter, one per combined metric, then experiment_s (seconds since the experiment was created) and
-    unix_time (when the driver processed the report).
+    parameter, one per combined metric (or objective after the first), then experiment_s (seconds since the
+    experiment was created) and unix_time (when the driver processed the report).
 
     `experiment` is the experiment directory or its config file. Returns a pandas DataFrame when pandas is
     installed, else a list of plain dicts (one per row, keyed by column name). Reads the journal without

@@ -1,6 +1,6 @@
 """Which checkpoints an experiment no longer needs (execution.keep_checkpoints). Pure: no I/O.
 
-- `all`: nothing is deleted.
+- `all`: nothing is deleted (nor with several objectives, whose best is a front: see checkpoints_to_drop).
 - `resumable` (the default): what a resume may still need stays: the checkpoints of trials that are
   running, paused, interrupted or pending, and the `keep_best` best trials' checkpoints. A trial
   that ended for good (stopped, completed, finished, failed, cancelled) loses its checkpoint once
@@ -15,6 +15,8 @@ level: no one can pause there again and look for a parent.
 """
 from __future__ import annotations
 
+import heapq
+
 from .state import ENDED_STATES, ExperimentState
 
 POLICIES = ("all", "resumable", "best")
@@ -22,16 +24,17 @@ POLICIES = ("all", "resumable", "best")
 
 def best_trials(state: ExperimentState, keep_best: int) -> set[str]:
     """The ids of the keep_best trials with the best values at any report (ties: the earlier trial)."""
-    scored = [t for t in state.trials.values() if t.best_value is not None]
     sign = 1.0 if state.mode == "min" else -1.0
-    scored.sort(key=lambda t: (sign * t.best_value, t.index))
-    return {t.trial_id for t in scored[:keep_best]}
+    scored = (t for t in state.trials.values() if t.best_value is not None)
+    return {t.trial_id for t in heapq.nsmallest(keep_best, scored, key=lambda t: (sign * t.best_value, t.index))}
 
 
 def checkpoints_to_drop(state: ExperimentState, policy: str, keep_best: int, final: bool,
                         present: set[str]) -> set[str]:
     """The trials (among those whose checkpoint is present) whose checkpoint can go now."""
-    if policy == "all":
+    if policy == "all" or len(state.objectives) > 1:
+        # Several objectives: "best" is a Pareto front, and a trial off it by one objective's ranking may be on
+        # it; the driver keeps no per-report values to tell (README "Several objectives"), so nothing goes.
         return set()
     keep = best_trials(state, keep_best)
     droppable = set(ENDED_STATES)

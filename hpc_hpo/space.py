@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Mapping
 
 import numpy as np
@@ -36,6 +37,10 @@ class Domain:
 
     def describe(self) -> str:
         raise NotImplementedError
+
+    def nearest(self, value: Any) -> Any:
+        """The domain's value nearest to `value` (on the grid of a quantized domain); others keep it."""
+        return value
 
 
 @dataclass(frozen=True)
@@ -98,14 +103,108 @@ class RandInt(Domain):
 
 @dataclass(frozen=True)
 class LogRandInt(RandInt):
-    """Integers with both ends included, drawn log-uniformly: each integer k owns [k, k+1) on the log axis."""
+    """Integers with both ends included, drawn log-uniformly as Syne Tune's searchers represent them
+    (HyperparameterRangeInteger with log scaling): each integer k owns [k - 0.5, k + 0.5] on the log
+    axis, so a draw is log-uniform over [low - 0.5, high + 0.5], rounded. [1, 4]: .50, .23, .15, .11."""
 
     def sample(self, rng: np.random.Generator) -> int:
-        value = math.floor(math.exp(rng.uniform(math.log(self.low), math.log(self.high + 1))))
-        return int(min(max(value, self.low), self.high))
+        return self.from_log(rng.uniform(*self.log_bounds()))
+
+    def log_bounds(self) -> tuple[float, float]:
+        """The log-axis interval the integers share: low owns its lower half-cell, high its upper."""
+        return math.log(self.low - 0.5), math.log(self.high + 0.5)
+
+    def from_log(self, log_value: float) -> int:
+        """The integer whose cell holds this point of the log axis."""
+        return int(min(max(math.floor(math.exp(log_value) + 0.5), self.low), self.high))
 
     def midpoint(self) -> int:
         return int(min(max(round(math.sqrt(self.low * self.high)), self.low), self.high))
+
+
+class _OnGrid:
+    """A continuous domain's draws rounded to the nearest multiple of q (the q types of Ray Tune and Hyperopt),
+    so each end gets half a step's share; low and high are multiples of q."""
+
+    q: float
+    low: float
+    high: float
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return self.nearest(super().sample(rng))  # type: ignore[misc]
+
+    def midpoint(self) -> float:
+        return self.nearest(super().midpoint())  # type: ignore[misc]
+
+    def contains(self, value: Any) -> bool:
+        return super().contains(value) and is_multiple(value, self.q)  # type: ignore[misc]
+
+    def nearest(self, value: Any) -> float:
+        return min(max(round_to_step(value, self.q), self.low), self.high)
+
+    def describe(self) -> str:
+        return f"a multiple of {self.q} in [{self.low}, {self.high}]"
+
+
+@dataclass(frozen=True)
+class QUniform(_OnGrid, Uniform):
+    """quniform: multiples of q in [low, high], from a uniform draw."""
+
+    q: float
+
+
+@dataclass(frozen=True)
+class QLogUniform(_OnGrid, LogUniform):
+    """qloguniform: multiples of q in [low, high] (low > 0), from a log-uniform draw."""
+
+    q: float
+
+
+@dataclass(frozen=True)
+class QRandInt(RandInt):
+    """The multiples of q in [low, high], both ends included (they are multiples of q, as in Ray Tune's
+    qrandint), each equally likely."""
+
+    q: int
+
+    @property
+    def count(self) -> int:
+        """How many values there are: the grid low, low + q, ..., high."""
+        return (self.high - self.low) // self.q + 1
+
+    def sample(self, rng: np.random.Generator) -> int:
+        return self.low + self.q * int(rng.integers(0, self.count))
+
+    def midpoint(self) -> int:
+        return self.low + self.q * ((self.count - 1) // 2)
+
+    def contains(self, value: Any) -> bool:
+        return super().contains(value) and (value - self.low) % self.q == 0
+
+    def nearest(self, value: Any) -> int:
+        steps = min(max(round((value - self.low) / self.q), 0), self.count - 1)
+        return self.low + self.q * int(steps)
+
+    def describe(self) -> str:
+        return f"a multiple of {self.q} in [{self.low}, {self.high}]"
+
+
+def round_to_step(value: float, q: float) -> float:
+    """The multiple of q nearest to value, written with q's decimals: 3 * 0.1 gives 0.3, not
+    0.30000000000000004, so values print (and compare) as the user wrote the grid."""
+    return round(round(value / q) * q, step_decimals(q))
+
+
+def step_decimals(q: float) -> int:
+    """Decimal places of q as written (its shortest repr): 0.1 -> 1, 0.25 -> 2, 5 -> 0, 1e-05 -> 5."""
+    exponent = Decimal(repr(float(q))).as_tuple().exponent
+    return max(0, -int(exponent))
+
+
+def is_multiple(value: float, q: float) -> bool:
+    """value is k * q for an integer k, up to float rounding (0.3 / 0.1 is 2.9999999999999996)."""
+    steps = value / q
+    return abs(steps - round(steps)) <= 1e-9 * max(1.0, abs(steps))
 
 
 @dataclass(frozen=True)

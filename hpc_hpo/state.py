@@ -48,6 +48,12 @@ class TrialState:
     # (kind code, t) of each event folded into this trial besides its creation and reports, flat: an exact
     # repeat of a line is recognised by these. A few per trial; reports need none (their resource says it).
     marks: tuple[Any, ...] = ()
+    # The driver whose run this is, or who took the trial on to run it next (several drivers may share an
+    # experiment, README "Elastic experiments"); None while nobody does (paused, interrupted, ended).
+    driver: str | None = None
+    # Where the trial stands in the experiment's creation order (the journal's): at equal best values and
+    # resources the earlier trial is the experiment's best (ExperimentState.best_trial).
+    position: int = 0
 
 
 @dataclass(slots=True)
@@ -57,7 +63,7 @@ class ReportRow:
     value: float
     elapsed_s: float
     decision: str
-    components: dict[str, float] | None = None  # values of combined metrics, when the objective combines
+    components: dict[str, float] | None = None  # values of combined metrics (or of every objective), if several
     t: float | None = field(default=None, compare=False)  # when the driver processed it (unix seconds)
 
 
@@ -69,9 +75,24 @@ class ExperimentState:
     resource: str = "epoch"
     param_names: list[str] = field(default_factory=list)
     combined: list[str] = field(default_factory=list)  # metrics the objective is a weighted sum of
+    # Several objectives (a Pareto front), names and modes; the first is `metric` and `mode`. Empty for one.
+    objectives: list[str] = field(default_factory=list)
+    modes: list[str] = field(default_factory=list)
     created_at: float | None = None
     trials: dict[str, TrialState] = field(default_factory=dict)
+    # trial id -> the driver running it or that took it on (several drivers, README "Elastic experiments"):
+    # what a sweep looks at to know what others run, without walking every trial ever created.
+    owners: dict[str, str] = field(default_factory=dict)
+    # Trial ids in the order their ends were folded: what checkpoint retention looks at since its last look.
+    ended_ids: list[str] = field(default_factory=list)
+    interrupted_ids: list[str] = field(default_factory=list)  # the same for interrupts: what a driver may resume
+    # Every report as a row, for status, export and plot. A driver decides on far less and does not keep them
+    # (keep_rows=False: 2.4 KiB per finished trial otherwise): it counts them, and who wants each new row as it
+    # is folded (the hooks, for a trial's last report) sets on_row.
     rows: list[ReportRow] = field(default_factory=list)
+    keep_rows: bool = True
+    num_reports: int = 0
+    on_row: Callable[[ReportRow], None] | None = field(default=None, repr=False, compare=False)
     ended: str | None = None  # why the last run ended
     finished: bool = False  # the experiment is over; a new run has nothing to do
     closed_runs_s: float = 0.0
@@ -83,6 +104,10 @@ class ExperimentState:
     skipped: int = 0
     # (type, t) of the events that name no trial (runs, ends, config changes): few, kept to spot repeats.
     seen: set[tuple[str, float]] = field(default_factory=set)
+    # The best trial, kept up to date as reports are folded (best_trial() is asked every sweep), and the mode it
+    # was kept for: a state whose mode changes afterwards looks for it again once.
+    _best: TrialState | None = field(default=None, repr=False, compare=False)
+    _best_mode: str | None = field(default=None, repr=False, compare=False)
 
     def apply(self, event: Any) -> bool:
         """Fold one event in. A damaged event (a field missing or of the wrong type, an unknown trial) or a
@@ -141,7 +166,9 @@ class ExperimentState:
         self.name, self.metric, self.mode = e["name"], e["metric"], e["mode"]
         self.resource, self.param_names = e["resource"], list(e["params"])
         self.combined = list(e.get("combined", []))
+        self.objectives, self.modes = list(e.get("objectives", [])), list(e.get("modes", []))
         self.created_at = e["t"]
+        self._best_mode = None  # the mode is known now: the best is looked for again when asked
 
     def _on_run_started(self, e: dict[str, Any]) -> None:
         if self.run_start is not None and self.last_t is not None:
@@ -150,24 +177,42 @@ class ExperimentState:
         self.ended, self.finished, self.allocation_end = None, False, None
 
     def _on_trial_created(self, e: dict[str, Any]) -> None:
-        self.trials[e["trial_id"]] = TrialState(e["trial_id"], e["index"], e["config"], bracket=e.get("bracket", 0),
-                                                target=e.get("target"), resume_from=e.get("resume_from", 0))
+        index, position = e["index"], len(self.trials)
+        self.trials[e["trial_id"]] = TrialState(e["trial_id"], index, e["config"], bracket=e.get("bracket", 0),
+                                                target=e.get("target"), resume_from=e.get("resume_from", 0),
+                                                position=index if index == position else position)  # one int less
+        self._set_driver(self.trials[e["trial_id"]], e.get("driver"))
 
     def _on_trial_resumed(self, e: dict[str, Any]) -> None:
         trial = self.trials[e["trial_id"]]
         trial.state, trial.process_ended = PENDING, False
         trial.resume_from, trial.target = e["resume_from"], e["target"]
+        self._set_driver(trial, e.get("driver"))
 
     def _on_trial_started(self, e: dict[str, Any]) -> None:
         trial = self.trials[e["trial_id"]]
         trial.state, trial.handle, trial.process_ended = RUNNING, e["handle"], False
         trial.runs += 1
+        self._set_driver(trial, e.get("driver", trial.driver))
         if trial.started_at is None:
             trial.started_at = e["t"]
 
     def _on_trial_adopted(self, e: dict[str, Any]) -> None:
         """A restarted driver follows the same run under another handle (found by its tag)."""
-        self.trials[e["trial_id"]].handle = e["handle"]
+        trial = self.trials[e["trial_id"]]
+        trial.handle = e["handle"]
+        self._set_driver(trial, e.get("driver", trial.driver))
+
+    def _on_trial_claimed(self, e: dict[str, Any]) -> None:
+        """A driver took an interrupted trial on: its next run is that driver's (no other starts it)."""
+        self._set_driver(self.trials[e["trial_id"]], e["driver"])
+
+    def _set_driver(self, trial: TrialState, driver: str | None) -> None:
+        trial.driver = driver
+        if driver is None:
+            self.owners.pop(trial.trial_id, None)
+        else:
+            self.owners[trial.trial_id] = driver
 
     def _on_trial_retry(self, e: dict[str, Any]) -> None:
         trial = self.trials[e["trial_id"]]
@@ -182,21 +227,31 @@ class ExperimentState:
         trial = self.trials[e["trial_id"]]
         trial.state, trial.process_ended = INTERRUPTED, True
         trial.exit_code, trial.reason = e.get("exit_code"), e.get("reason")
+        self._set_driver(trial, None)  # anyone's to resume now
+        self.interrupted_ids.append(trial.trial_id)
 
     def _on_trial_paused(self, e: dict[str, Any]) -> None:
         trial = self.trials[e["trial_id"]]
         trial.state, trial.process_ended, trial.exit_code = PAUSED, True, e.get("exit_code")
+        self._set_driver(trial, None)
 
     def _on_report(self, e: dict[str, Any]) -> None:
         trial = self.trials[e["trial_id"]]
         value, resource = float(e["value"]), float(e["resource"])
-        self.rows.append(ReportRow(trial.trial_id, e["resource"], value, e["elapsed_s"], e["decision"],
-                                   e.get("metrics"), e["t"]))
+        self.num_reports += 1
+        if self.keep_rows or self.on_row is not None:
+            row = ReportRow(trial.trial_id, e["resource"], value, e["elapsed_s"], e["decision"], e.get("metrics"),
+                            e["t"])
+            if self.keep_rows:
+                self.rows.append(row)
+            if self.on_row is not None:
+                self.on_row(row)
         trial.last_resource = resource
         trial.num_reports += 1
         # At an equal value the later (higher) resource counts: "the one that got further".
         if self.is_better(value, trial.best_value) or (value == trial.best_value):
             trial.best_value, trial.best_resource = value, e["resource"]
+            self._keep_best(trial)
         if e["decision"] in ("stop", "complete"):
             trial.decided = True
             trial.state = STOPPED if e["decision"] == "stop" else COMPLETED
@@ -207,6 +262,8 @@ class ExperimentState:
         trial = self.trials[e["trial_id"]]
         trial.process_ended, trial.ended_at = True, e["t"]
         trial.exit_code, trial.reason = e.get("exit_code"), e.get("reason")
+        self._set_driver(trial, None)
+        self.ended_ids.append(trial.trial_id)
         if not trial.decided:
             trial.state = e["state"]
 
@@ -224,19 +281,50 @@ class ExperimentState:
         return value < than if self.mode == "min" else value > than
 
     def best_trial(self) -> TrialState | None:
-        """The trial with the best value at any report; at equal values the one that got further."""
-        best = None
-        for trial in self.trials.values():
-            if trial.best_value is None:
-                continue
-            if best is None or self.is_better(trial.best_value, best.best_value) or (
-                    trial.best_value == best.best_value
-                    and (trial.best_resource or 0) > (best.best_resource or 0)):
-                best = trial
-        return best
+        """The trial with the best value at any report; at equal values the one that got further; at equal
+        values and resources the one created first."""
+        if self._best_mode != self.mode:
+            self._best, self._best_mode = scan_best(self), self.mode
+        return self._best
+
+    def _keep_best(self, trial: TrialState) -> None:
+        """The trial's best just moved on (a better value, or the same further on): is it the experiment's?
+        A trial's (value, resource) only ever moves on, so the best so far is all there is to compare with."""
+        if self._best_mode != self.mode:  # not kept yet for this mode: best_trial() looks once
+            return
+        best = self._best
+        if best is None or best is trial or _ahead(self, trial, best):
+            self._best = trial
 
     def count(self, *states: str) -> int:
         return sum(1 for t in self.trials.values() if t.state in states)
+
+
+def _ahead(state: ExperimentState, trial: TrialState, of: TrialState) -> bool:
+    """Whether trial comes before `of` as the best: a better value, the same further on, or both the same and
+    created earlier."""
+    value, resource = trial.best_value, trial.best_resource or 0
+    if value is None:
+        return False
+    if of.best_value is None or state.is_better(value, of.best_value):
+        return True
+    if value != of.best_value:
+        return False
+    other = of.best_resource or 0
+    return resource > other or (resource == other and trial.position < of.position)
+
+
+def scan_best(state: ExperimentState) -> TrialState | None:
+    """best_trial() by a look at every trial (once per mode: the fold keeps the answer as reports come)."""
+    best = None
+    for trial in state.trials.values():
+        if trial.best_value is None:
+            continue
+        if best is None or state.is_better(trial.best_value, best.best_value) or (
+                trial.best_value == best.best_value
+                and (trial.best_resource or 0) > (best.best_resource or 0)):
+            best = trial
+    return best
 
 
 _BIG = 2 ** 1000  # an integer beyond this does not fit in a float
@@ -280,13 +368,18 @@ _EXIT: dict[str, _Check] = {"exit_code": _maybe(lambda v: isinstance(v, int) and
 # the check its value must pass. Every event also needs a finite number `t`; trial events a string trial_id.
 _FIELDS: dict[str, tuple[dict[str, _Check], dict[str, _Check]]] = {
     "experiment_created": ({"name": _text, "metric": _text, "mode": lambda v: v in ("min", "max"),
-                            "resource": _text, "params": _names}, {"combined": _names}),
+                            "resource": _text, "params": _names},
+                           {"combined": _names, "objectives": _names,
+                            "modes": lambda v: isinstance(v, list) and all(m in ("min", "max") for m in v)}),
     "trial_created": ({"index": _count, "config": lambda v: isinstance(v, dict)},
                       {"bracket": _count, "target": _maybe(_finite), "resume_from": _finite,
-                       "parent": _text, "replaces": _text}),
-    "trial_resumed": ({"resume_from": _finite, "target": _finite}, {}),
-    "trial_started": ({"handle": _text}, {}),
-    "trial_adopted": ({"handle": _text}, {}),
+                       "parent": _text, "replaces": _text, "driver": _text}),
+    "trial_resumed": ({"resume_from": _finite, "target": _finite}, {"driver": _text}),
+    "trial_started": ({"handle": _text}, {"driver": _text}),
+    "trial_adopted": ({"handle": _text}, {"driver": _text}),
+    "trial_claimed": ({"driver": _text}, {}),
+    "driver_lost": ({"driver": _text}, {}),
+    "driver_left": ({"driver": _text}, {}),
     "trial_retry": ({}, {**_EXIT, "resume_from": _finite, "target": _finite}),
     "trial_interrupted": ({}, {**_EXIT, "resume_from": _finite, "target": _finite}),
     "trial_paused": ({}, {"exit_code": _EXIT["exit_code"]}),
@@ -300,7 +393,7 @@ _FIELDS: dict[str, tuple[dict[str, _Check], dict[str, _Check]]] = {
 # Event types about one trial, each with a small code for TrialState.marks.
 _TRIAL_EVENTS = {kind: code for code, kind in enumerate(
     ("trial_created", "trial_resumed", "trial_started", "trial_adopted", "trial_retry", "trial_interrupted",
-     "trial_paused", "report", "trial_ended"))}
+     "trial_paused", "report", "trial_ended", "trial_claimed"))}
 _ABSENT: Any = object()
 # The same table as one tuple of (field, check, required) per type, walked once per event (a million in a long
 # experiment's journal).
@@ -342,6 +435,8 @@ def _problem(event: Any) -> str | None:
             return f"{kind} with a bad '{name}'"
     if kind == "trial_created" and "parent" in event and ("replaces" not in event or "resume_from" not in event):
         return "trial_created of a PBT child without 'replaces' or 'resume_from'"
+    if kind == "experiment_created" and len(event.get("objectives", ())) != len(event.get("modes", ())):
+        return "experiment_created whose objectives and modes differ in number"
     if kind == "report" and event["decision"] == "promote" and "target" not in event:
         return "report promoting without 'target'"
     return None

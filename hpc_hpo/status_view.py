@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from .config import parse_duration
 from .errors import ConfigError, HpoError
 from .experiment import JOURNAL_FILE, LEASE_FILE, TAKEOVER_S, _pid_alive, effective_config
+from .membership import live_members
 from .results import status_table
 from .state import RUNNING, ExperimentState
 from .stop_request import STOP_FILE
@@ -41,8 +42,12 @@ def status_text(directory: Path, state: ExperimentState, now: float | None = Non
 def status_header(directory: Path, state: ExperimentState, now: float | None = None) -> list[str]:
     now = time.time() if now is None else now
     driver = _driver(directory, now)
+    members = live_members(directory)
     budget = _budget(directory)
-    lines = [_driver_line(driver, directory), _budget_line(state, budget, now if driver else None)]
+    lines = [_driver_line(driver, directory) if driver or not members else _members_line(members, state, now),
+             _budget_line(state, budget, now if driver or members else None)]
+    if driver and len(members) > 1:  # others joined the lease holder
+        lines.insert(1, _members_line(members, state, now))
     running = sorted((t for t in state.trials.values() if t.state == RUNNING), key=lambda t: t.index)
     if running:
         shown = ", ".join(f"{t.trial_id} at {state.resource} {t.last_resource:g}" if t.last_resource is not None
@@ -174,6 +179,31 @@ def _driver_line(driver: dict[str, Any] | None, directory: Path) -> str:
     if (directory / STOP_FILE).exists():
         line += "; a stop was requested (hpc-hpo stop)"
     return line
+
+
+def running_drivers(directory: Path) -> int:
+    """How many drivers run the experiment now: the lease holder and those that joined it."""
+    members = live_members(directory)
+    holder = _driver(directory, time.time())
+    joined_holder = holder is not None and any(m.get("pid") == holder.get("pid") and m.get("host") == holder.get("host")
+                                               for m in members)
+    return len(members) + (1 if holder is not None and not joined_holder else 0)
+
+
+def _members_line(members: list[dict[str, Any]], state: ExperimentState, now: float) -> str:
+    """The drivers that joined the experiment (README "Elastic experiments"): where, since when, running what."""
+    running: dict[str, int] = {}
+    for trial in state.trials.values():
+        if trial.driver is not None and trial.state == RUNNING:
+            running[trial.driver] = running.get(trial.driver, 0) + 1
+    shown = []
+    for info in members:
+        job = info.get("slurm_job_id") or info.get("pbs_job_id")
+        since = info.get("since")
+        age = f", for {_clock(now - since)}" if isinstance(since, (int, float)) else ""
+        shown.append(f"{info.get('driver')} (host {info.get('host')}, pid {info.get('pid')}"
+                     + (f", job {job}" if job else "") + f"{age}, {running.get(info.get('driver'), 0)} running)")
+    return f"drivers ({len(members)}): " + "; ".join(shown)
 
 
 def _clock(seconds: float) -> str:

@@ -248,12 +248,12 @@ class SlurmStepsBackend(NodeGroupBackend):
     def allocation_end(self) -> float | None:
         """From squeue's time left (%L)."""
         return self._end_from_time_left(
-            lambda: parse_time_left(run_slurm(["squeue", "-h", f"--jobs={self.job_id}", "-o", "%L"])), "allocation")
+            lambda: parse_time_left(job_field(self.job_id, "%L") or ""), "allocation")
 
     def _allocation_running(self) -> bool:
         """Asked only when a failed step's output speaks of the allocation's end; a failed squeue says yes."""
         try:
-            state = run_slurm(["squeue", "-h", f"--jobs={self.job_id}", "-o", "%T"]).strip()
+            state = job_field(self.job_id, "%T")
         except SlurmCommandError as exc:
             if INVALID_JOB_ID in exc.stderr:
                 return False
@@ -550,11 +550,21 @@ def _slurm_client_env() -> dict[str, str]:
 # --------------------------------------------------------------------------- choosing a mode
 
 
+def job_field(job_id: str, field: str) -> str | None:
+    """One squeue field of one job, None if squeue does not list it. `--jobs=ID` of the first element of a job
+    array (whose id is the array's) lists every element: the line is picked by the job's own id (%A)."""
+    for line in run_slurm(["squeue", "-h", f"--jobs={job_id}", "-o", f"%A|{field}"]).splitlines():
+        own, _, value = line.strip().partition("|")
+        if own == job_id:
+            return value.strip()
+    return None
+
+
 def allocation_nodes(job_id: str) -> list[str]:
     """The node names of an allocation, expanded (n[1-4] -> n1 n2 n3 n4)."""
     nodelist = os.environ.get("SLURM_JOB_NODELIST") if os.environ.get("SLURM_JOB_ID") == job_id else None
     if not nodelist:
-        records = run_slurm(["squeue", "-h", f"--jobs={job_id}", "-o", "%N|%T"]).strip().split("|")
+        records = (job_field(job_id, "%N|%T") or "").split("|")
         if len(records) < 2 or records[1] != "RUNNING":
             raise BackendError(f"allocation {job_id} is not running (squeue says {'|'.join(records) or 'nothing'})")
         nodelist = records[0]

@@ -192,8 +192,8 @@ def run_in_own_allocations(config: ExperimentConfig, make_backend: Callable[[str
                 allocation.release()
                 if not should_go_on(state.finished, driver.exit_code):
                     return driver
-                fruitless = fruitless + 1 if len(state.rows) == reports_before else 0
-                reports_before = len(state.rows)
+                fruitless = fruitless + 1 if state.num_reports == reports_before else 0
+                reports_before = state.num_reports
                 if fruitless >= FRUITLESS_ALLOCATIONS_MAX:
                     raise HpoError(f"{fruitless} allocations in a row ended before any trial reported: "
                                    f"execution.slurm.allocation.time ({request.time or 'the partition default'}) is too short for a trial "

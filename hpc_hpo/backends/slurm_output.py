@@ -130,6 +130,15 @@ class NodeResources:
     gpus: int
 
 
+def job_record(text: str, job_id: str) -> str:
+    """The record of this job in `scontrol show job` output. For the first element of a job array, whose id is
+    the array's, scontrol shows every element, one record each (blank-line separated): the one whose JobId is
+    this id is the job's own. Output naming no JobId (a test's fragment) is taken whole."""
+    records = [r for r in re.split(r"\n\s*\n", text) if r.strip()]
+    own = [r for r in records if re.search(rf"(^|\s)JobId={re.escape(job_id)}(\s|$)", r)]
+    return own[0] if own else (text if not any("JobId=" in r for r in records) else "")
+
+
 def parse_job_resources(text: str) -> list[NodeResources]:
     """The per-node lines of `scontrol show job -d` (one per group of nodes with the same share)."""
     groups = []

@@ -12,13 +12,13 @@ from ..config import TrialShape
 from ..errors import BackendError, ConfigError
 from ..packing import Capacity, NodeBook, Share, share_for
 from .base import LaunchSpec, open_for_append
-from .slurm_output import parse_job_resources, run_slurm
+from .slurm_output import job_record, parse_job_resources, run_slurm
 
 
 def read_capacities(job_id: str) -> dict[str, Capacity]:
     """Each node's share of the allocation, as Slurm booked it (not guessed from the hardware)."""
     capacities = {}
-    for group in parse_job_resources(run_slurm(["scontrol", "show", "job", "-d", job_id])):
+    for group in parse_job_resources(job_record(run_slurm(["scontrol", "show", "job", "-d", job_id]), job_id)):
         for node in run_slurm(["scontrol", "show", "hostnames", group.nodes]).split():
             capacities[node] = Capacity(cpus=group.cpus, gpus=group.gpus, mem_mb=group.mem_mb or None)
     if not capacities:

@@ -122,7 +122,7 @@ class VerboseBackend(DelegatingBackend):
                 self.tags.pop(handle, None)
 
     def _ask_slurm(self, handles: list[str]) -> None:
-        from .slurm_output import run_slurm
+        from .slurm_output import job_record, run_slurm
         steps = {self.tags[h]: h for h in handles if self.pending[h].kind == "step" and self.pending[h].run_id is None}
         for allocation in {self.pending[h].within for h in steps.values()}:
             listing = run_slurm(["squeue", "-h", "--steps", f"--jobs={allocation}", "-o", "%i|%j|%N"])
@@ -137,7 +137,7 @@ class VerboseBackend(DelegatingBackend):
                 if job_id in self.pending and state == "RUNNING" and nodes:
                     self.pending[job_id].nodes = nodes
                     if self.pending[job_id].gpus_asked:
-                        self.pending[job_id].gpus = job_gpus(run_slurm(["scontrol", "show", "job", "-d", job_id]))
+                        self.pending[job_id].gpus = job_gpus(job_record(run_slurm(["scontrol", "show", "job", "-d", job_id]), job_id))
 
 
 def job_gpus(scontrol_detail: str) -> str | None:

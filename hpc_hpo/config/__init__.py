@@ -13,7 +13,7 @@ Every name is importable from hpc_hpo.config, as when this was one module.
 """
 from .specs import (BudgetSpec, DEFAULT_MAX_FAILURES, DEFAULT_MAX_REQUEUES, DEFAULT_PBS_EXPORT,
                     DEFAULT_RESUME_FLAGS, DEFAULT_SLURM_EXPORT, ExecutionSpec, ExperimentConfig,
-                    MetricComponent, MetricSpec, PAUSING_SCHEDULERS, PbsSpec, ResourceSpec, SchedulerSpec,
+                    MetricComponent, MetricSpec, Objective, PAUSING_SCHEDULERS, PbsSpec, ResourceSpec, SchedulerSpec,
                     SearcherSpec, SlurmSpec, PerEval, TrialShape, LocalSpec, WorkdirSpec, AllocationRequest)
 from .reading import (DURATION_UNITS, Section, _as_list, _flag, as_number, parse_duration)
 from .params import (PARAM_NAME_PATTERN, PARAM_TYPES, RESERVED_NAMES, _choice, _conditions, _domain, _param,
@@ -34,7 +34,7 @@ __all__ = [
     "AVAILABLE_SCHEDULERS", "AVAILABLE_SEARCHERS", "BACKENDS", "BudgetSpec", "DEFAULT_MAX_FAILURES",
     "DEFAULT_MAX_REQUEUES", "DEFAULT_PBS_EXPORT", "DEFAULT_RESUME_FLAGS", "DEFAULT_SLURM_EXPORT",
     "DURATION_UNITS", "ENV_NAME_PATTERN", "EXPERIMENT_FILE", "ExecutionSpec", "ExperimentConfig",
-    "MetricComponent", "MetricSpec", "NAME_PATTERN", "PARAM_NAME_PATTERN", "PARAM_TYPES",
+    "MetricComponent", "MetricSpec", "NAME_PATTERN", "Objective", "PARAM_NAME_PATTERN", "PARAM_TYPES",
     "PAUSING_SCHEDULERS", "PBS_CHUNK_PATTERN", "PBS_DESTINATION_PATTERN", "PBS_LAUNCHERS",
     "PBS_LAUNCHER_PLACEHOLDERS", "PBS_MODES", "PBS_PLACE_PATTERN", "PBS_QSTAT_FORMATS",
     "PBS_WALLTIME_PATTERN", "PBS_WORD_PATTERN", "PYTHON_PLACEHOLDER", "PbsSpec", "QSUB_REFUSED_OPTIONS",

@@ -55,7 +55,7 @@ def _execution(value: Any) -> ExecutionSpec:
     section = Section(value, "execution", ("backend", "workload_manager", "num_parallel_evals", "poll_interval",
                                            "stop_grace_period", "resume_flags", "num_retries", "max_failures",
                                            "max_requeues", "slurm", "pbs", "local", "keep_checkpoints", "keep_best",
-                                           *SHAPE_KEYS, *WORKDIR_KEYS))
+                                           "join", *SHAPE_KEYS, *WORKDIR_KEYS))
     if "backend" in section.data and "workload_manager" in section.data:
         raise ConfigError("execution.workload_manager", section.data["workload_manager"],
                           "is another name for execution.backend", "set only one of the two")
@@ -76,7 +76,16 @@ def _execution(value: Any) -> ExecutionSpec:
                          shape=trial_shape(section), local=local_spec(section.get("local", None)),
                          workdir=workdir_spec(section),
                          keep_checkpoints=section.choice("keep_checkpoints", RETENTION_POLICIES, "resumable"),
-                         keep_best=_count(section, "keep_best", 3))
+                         keep_best=_count(section, "keep_best", 3), join=_join(section))
+
+
+def _join(section: Section) -> bool:
+    """Whether every driver of this config joins the experiment others may be running (run --join)."""
+    join = section.get("join", False)
+    if not isinstance(join, bool):
+        raise ConfigError("execution.join", join, "must be true or false",
+                          "true lets several drivers (allocations) run this experiment at once")
+    return join
 
 
 def _max_failures(section: Section) -> int | None:

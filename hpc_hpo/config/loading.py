@@ -24,8 +24,8 @@ from .params import PARAM_NAME_PATTERN, _space
 from .reading import Section, _as_list, parse_duration
 from .scheduler_searcher import _scheduler, _searcher
 from .workdir import resolve_workdir
-from .specs import (BudgetSpec, ExecutionSpec, ExperimentConfig, MetricComponent, MetricSpec, ResourceSpec,
-                    SearcherSpec, WorkdirSpec)
+from .specs import (BudgetSpec, ExecutionSpec, ExperimentConfig, MetricComponent, MetricSpec, Objective,
+                    ResourceSpec, SchedulerSpec, SearcherSpec, WorkdirSpec)
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # The validated config as frozen in the experiment directory at creation (the original, never rewritten).
@@ -199,7 +199,8 @@ def validate_config(data: Any, experiment_dir: str | None = None, check_program:
     where = _where(experiment_dir, checked_path(top.text("experiment_dir", None), "experiment_dir", DIRECTORY_FIX)
                    or os.path.join("runs", name), config_dir)
     searcher = _searcher(top.get("searcher", None), space, frozen_seed(where))
-    budget = _budget(top.get("budget", None), searcher, scheduler.type)
+    budget = _budget(top.get("budget", None), searcher, scheduler)
+    _check_objectives(metric, scheduler, searcher, budget)
     if searcher.type == "genetic" and scheduler.pauses:
         # A generation is bred when all its trials have ended; a paused trial never ends.
         raise ConfigError("searcher.type", "genetic", f"cannot breed generations under scheduler type "
@@ -411,10 +412,21 @@ def _frozen_paths(frozen: dict[str, Any], config_dir: Path | None, workdir: Work
     return changed
 
 
+# Optuna's words for a direction (create_study(directions=[...])), read as our modes.
+DIRECTIONS = {"minimize": "min", "maximize": "max"}
+METRIC_NAME_RULE = "must be a name of letters, digits, '_', '.', '-'"
+OBJECTIVES_EXAMPLE = "e.g. metric: {name: [loss, latency_ms], mode: [min, min]}"
+
+
 def _metric(value: Any) -> MetricSpec:
-    section = Section(value, "metric", ("name", "mode", "combine"))
-    name = section.text("name", pattern=PARAM_NAME_PATTERN,
-                        rule="must be a name of letters, digits, '_', '.', '-'")
+    """One metric ({name, mode}, optionally combine), or several objectives: a list of {name, mode}, or
+    Syne Tune's name list with a mode list (or one mode for all), or Optuna's `directions`."""
+    if isinstance(value, list):
+        return _objectives_list(value)
+    if isinstance(value, dict) and (isinstance(value.get("name"), list) or "directions" in value):
+        return _objectives_lists(value)
+    section = Section(value, "metric", ("name", "mode", "combine", "directions"))
+    name = section.text("name", pattern=PARAM_NAME_PATTERN, rule=METRIC_NAME_RULE)
     mode = section.choice("mode", ("min", "max"))
     combine = section.get("combine", None)
     if combine is None:
@@ -436,6 +448,90 @@ def _metric(value: Any) -> MetricSpec:
     return MetricSpec(name=name, mode=mode, components=tuple(components))
 
 
+def _objectives_list(items: list[Any]) -> MetricSpec:
+    """metric: [{name: loss, mode: min}, {name: latency_ms, mode: min}]."""
+    if not items:
+        raise ConfigError("metric", items, "must list at least one objective", OBJECTIVES_EXAMPLE)
+    if not all(isinstance(item, dict) for item in items):  # e.g. [loss, min]: a mapping was meant
+        raise ConfigError("metric", items, "must be a mapping of keys to values (name, mode), or a list of "
+                          "objectives, each a mapping", "e.g. metric: {name: loss, mode: min}, or "
+                          "[{name: loss, mode: min}, {name: latency_ms, mode: min}]")
+    objectives = []
+    for i, item in enumerate(items):
+        part = Section(item, f"metric[{i}]", ("name", "mode"))
+        objectives.append(Objective(part.text("name", pattern=PARAM_NAME_PATTERN, rule=METRIC_NAME_RULE),
+                                    part.choice("mode", ("min", "max"))))
+    return _objectives_spec(objectives, "metric")
+
+
+def _objectives_lists(value: dict[str, Any]) -> MetricSpec:
+    """metric: {name: [a, b], mode: [min, max]} (Syne Tune), mode one string for all, or directions (Optuna)."""
+    section = Section(value, "metric", ("name", "mode", "directions"))
+    raw = section.get("name")
+    names = raw if isinstance(raw, list) else [raw]
+    if not names:
+        raise ConfigError("metric.name", raw, "must list at least one metric", OBJECTIVES_EXAMPLE)
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not PARAM_NAME_PATTERN.fullmatch(name):
+            raise ConfigError(f"metric.name[{i}]", name, METRIC_NAME_RULE)
+    if "mode" in value and "directions" in value:
+        raise ConfigError("metric.directions", value["directions"], "is given together with metric.mode",
+                          "keep one of them: mode [min, max] or directions [minimize, maximize]")
+    if "directions" in value:
+        key, given, words = "metric.directions", value["directions"], DIRECTIONS
+    else:
+        key, given, words = "metric.mode", section.get("mode"), {"min": "min", "max": "max"}
+    modes = given if isinstance(given, list) else [given] * len(names)
+    if len(modes) != len(names):
+        raise ConfigError(key, given, f"must give one entry per metric in metric.name ({len(names)}), or one for all",
+                          OBJECTIVES_EXAMPLE)
+    for i, mode in enumerate(modes):
+        if mode not in words:
+            raise ConfigError(f"{key}[{i}]" if isinstance(given, list) else key, mode,
+                              f"must be one of: {', '.join(words)}")
+    return _objectives_spec([Objective(n, words[m]) for n, m in zip(names, modes)], "metric.name")
+
+
+def _objectives_spec(objectives: list[Objective], key: str) -> MetricSpec:
+    """One objective is the plain single metric; two or more are ranked by Pareto dominance."""
+    names = [o.name for o in objectives]
+    repeated = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if repeated is not None:
+        raise ConfigError(key, names, f"names '{repeated}' twice", "each objective must be a different metric")
+    first = objectives[0]
+    if len(objectives) == 1:
+        return MetricSpec(name=first.name, mode=first.mode)
+    return MetricSpec(name=first.name, mode=first.mode, objectives=tuple(objectives))
+
+
+# Under several objectives: schedulers that can rank Pareto fronts (asha: MO-ASHA; fifo ranks nothing) and
+# searchers that need no single loss or take the first objective's (kde).
+MULTI_OBJECTIVE_SCHEDULERS = ("asha", "fifo")
+MULTI_OBJECTIVE_SEARCHERS = ("random", "grid", "kde")
+
+
+def _check_objectives(metric: MetricSpec, scheduler: SchedulerSpec, searcher: SearcherSpec,
+                      budget: BudgetSpec) -> None:
+    """Refuse what cannot rank several objectives, naming the key and the way out."""
+    if not metric.objectives:
+        return
+    names = ", ".join(o.name for o in metric.objectives)
+    if scheduler.type not in MULTI_OBJECTIVE_SCHEDULERS:
+        raise ConfigError("scheduler.type", scheduler.type, f"cannot rank several objectives ({names})",
+                          "use scheduler type asha (MO-ASHA: Pareto fronts at each rung) or fifo, "
+                          "or combine the metrics into one with metric.combine")
+    if scheduler.type == "asha" and scheduler.brackets != 1:
+        raise ConfigError("scheduler.brackets", scheduler.brackets, "MO-ASHA (several objectives) runs one bracket",
+                          "remove scheduler.brackets or set it to 1")
+    if searcher.type not in MULTI_OBJECTIVE_SEARCHERS:
+        raise ConfigError("searcher.type", searcher.type, f"learns a single loss, not several objectives ({names})",
+                          "use searcher type random, grid or kde (kde learns the first objective)")
+    if budget.metric_threshold is not None:
+        raise ConfigError("budget.metric_threshold", budget.metric_threshold,
+                          f"compares one value, and the metric has several objectives ({names})",
+                          "remove it, or stop by budget.max_trials, max_time or max_resource")
+
+
 def _resource(value: Any) -> ResourceSpec:
     section = Section(value, "resource", ("name", "max", "max_resource_attr"))
     name = section.text("name", "epoch", pattern=PARAM_NAME_PATTERN,
@@ -447,7 +543,7 @@ def _resource(value: Any) -> ResourceSpec:
                         max_resource_attr=attr)
 
 
-def _budget(value: Any, searcher: SearcherSpec, scheduler_type: str) -> BudgetSpec:
+def _budget(value: Any, searcher: SearcherSpec, scheduler: SchedulerSpec) -> BudgetSpec:
     section = Section(value, "budget", ("max_trials", "max_time", "max_resource", "metric_threshold"))
     max_trials = section.number("max_trials", None, integer=True, positive=True)
     max_resource = section.number("max_resource", None, positive=True)
@@ -455,9 +551,11 @@ def _budget(value: Any, searcher: SearcherSpec, scheduler_type: str) -> BudgetSp
     raw_time = section.get("max_time", None)
     max_time = None if raw_time is None else parse_duration(raw_time, "budget.max_time")
     runs_out = (searcher.type == "grid" or (searcher.type == "genetic" and searcher.options["generations"])
-                or scheduler_type in ("sync_hyperband", "pbt"))
+                or scheduler.type == "pbt" or (scheduler.type == "sync_hyperband" and scheduler.repeat is not None))
     if max_trials is None and max_time is None and max_resource is None and not runs_out:
-        raise ConfigError("budget", value, f"{searcher.type} search never runs out of configurations",
+        endless = ("synchronous Hyperband with scheduler.repeat: null" if scheduler.type == "sync_hyperband"
+                   else f"{searcher.type} search")
+        raise ConfigError("budget", value, f"{endless} never runs out of configurations",
                           "set budget.max_trials (e.g. 50), budget.max_time (e.g. 2h) or budget.max_resource")
     return BudgetSpec(max_trials=max_trials, max_time=max_time, max_resource=max_resource,
                       metric_threshold=threshold)
@@ -476,10 +574,10 @@ def _metric_regex(value: Any, metric: MetricSpec, resource: ResourceSpec) -> re.
     except re.error as exc:
         raise ConfigError("metric_regex", value, f"is not a valid regular expression ({exc})") from None
     names = set(pattern.groupindex)
-    if metric.components:
-        missing = [c.name for c in metric.components if c.name not in names]
+    if metric.components or metric.objectives:
+        missing = [name for name in metric.reported if name not in names]
         if missing:
-            raise ConfigError("metric_regex", value, f"needs a named group for each combined metric; "
+            raise ConfigError("metric_regex", value, f"needs a named group for each combined metric or objective; "
                               f"missing: {', '.join(missing)}", f"e.g. '(?P<{missing[0]}>\\S+)'")
     elif metric.name not in names and pattern.groups != 1:
         raise ConfigError("metric_regex", value,

@@ -6,12 +6,17 @@ import re
 from typing import Any, Callable
 
 from ..errors import MISSING, ConfigError
-from ..space import (CONDITION_OPS, Choice, Condition, Domain, Fixed, LogRandInt, LogUniform, Param, RandInt,
-                     Scalar, Space, Uniform, find_cycle)
+from ..space import (CONDITION_OPS, Choice, Condition, Domain, Fixed, LogRandInt, LogUniform, Param, QLogUniform,
+                     QRandInt, QUniform, RandInt, Scalar, Space, Uniform, find_cycle, is_multiple)
 from .reading import MAX_INTEGER, Section, _as_list, _flag, as_number, key_text
 from .specs import MetricSpec
 
-PARAM_TYPES = ("uniform", "loguniform", "randint", "lograndint", "choice", "pchoice", "fixed")
+PARAM_TYPES = ("uniform", "loguniform", "randint", "lograndint", "quniform", "qloguniform", "qrandint", "choice",
+               "pchoice", "fixed")
+# Quantized ranges (Ray Tune's and Hyperopt's): the multiples of `q` from low to high.
+QUANTIZED_TYPES = ("quniform", "qloguniform", "qrandint")
+# A quantized range of more steps than this is a continuous range with a typo in q.
+MAX_STEPS = 2 ** 53
 # Column names of the CSV export that a parameter name may not take.
 RESERVED_NAMES = ("trial_id", "resource", "elapsed_s", "decision")
 PARAM_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
@@ -35,7 +40,7 @@ def _space(value: Any, metric: MetricSpec) -> Space:
         if not isinstance(name, str) or not PARAM_NAME_PATTERN.fullmatch(name):
             raise ConfigError(key, name, "parameter names are letters, digits, '_', '.', '-', "
                               "starting with a letter or '_'")
-        reserved = RESERVED_NAMES + (metric.name,) + tuple(c.name for c in metric.components)
+        reserved = RESERVED_NAMES + tuple(dict.fromkeys((metric.name, *metric.reported)))  # objectives' columns too
         if name in reserved:
             raise ConfigError(key, name, "is a reserved column name of the export",
                               f"rename it; reserved: {', '.join(reserved)}")
@@ -65,8 +70,12 @@ def _param(name: str, spec: Any, key: str) -> Param:
         raise ConfigError(f"{key}.type", MISSING, "is required", f"one of: {', '.join(PARAM_TYPES)}")
     kind = Section(spec, key, tuple(spec.keys())).choice("type", PARAM_TYPES)
     allowed = {"uniform": ("low", "high"), "loguniform": ("low", "high"), "randint": ("low", "high"),
-               "lograndint": ("low", "high"), "choice": ("values",), "pchoice": ("values", "weights"),
+               "lograndint": ("low", "high"), "quniform": ("low", "high", "q"), "qloguniform": ("low", "high", "q"),
+               "qrandint": ("low", "high", "q"), "choice": ("values",), "pchoice": ("values", "weights"),
                "fixed": ("value",)}[kind]
+    if "q" in spec and f"q{kind}" in QUANTIZED_TYPES:
+        raise ConfigError(f"{key}.q", spec["q"], f"is a step of types {', '.join(QUANTIZED_TYPES)}, not of {kind}",
+                          f"use type q{kind} for the multiples of q from low to high")
     section = Section(spec, key, ("type", "default", "flag", "condition") + allowed)
     if "flag" in spec:
         flag = _flag(spec["flag"], f"{key}.flag")
@@ -106,7 +115,7 @@ def _conditions(value: Any, key: str) -> tuple[Condition, ...]:
 
 def coerce_to_domain(domain: Domain, value: Any) -> Any:
     """A number written as text ('1e-3', which YAML 1.1 reads as a string) for a numeric range."""
-    if isinstance(value, str) and isinstance(domain, (Uniform, LogUniform, RandInt)):
+    if isinstance(value, str) and isinstance(domain, (Uniform, LogUniform, RandInt)):  # and their q* types
         try:
             number = float(value)
         except ValueError:
@@ -120,7 +129,7 @@ def _domain(kind: str, section: Section) -> Domain:
         return Fixed(_scalar(section.get("value"), section.key("value")))
     if kind in ("choice", "pchoice"):
         return _choice(kind, section)
-    integer = kind in ("randint", "lograndint")
+    integer = kind in ("randint", "lograndint", "qrandint")
     bound = {"minimum": -MAX_INT_RANGE, "maximum": MAX_INT_RANGE,
              "why": "integers beyond 2**53 lose their exactness in the searchers' encoding"} if integer else {}
     low = section.number("low", integer=integer, **bound)
@@ -131,12 +140,38 @@ def _domain(kind: str, section: Section) -> Domain:
     if not math.isfinite(float(high) - float(low)):
         raise ConfigError(section.key("high"), high, f"is too far from low ({low}): the width of the range "
                           "overflows", "narrow the range, or use loguniform for ranges over many decades")
-    if kind in ("loguniform", "lograndint") and low <= 0:
+    if kind in ("loguniform", "lograndint", "qloguniform") and low <= 0:
         raise ConfigError(section.key("low"), low, f"must be greater than 0 for {kind}",
                           "use uniform/randint for ranges that include 0 or negatives")
+    if kind in QUANTIZED_TYPES:
+        return _quantized(kind, section, low, high)
     cls: dict[str, Callable[[Any, Any], Domain]] = {
         "uniform": Uniform, "loguniform": LogUniform, "randint": RandInt, "lograndint": LogRandInt}
     return cls[kind](float(low) if not integer else low, float(high) if not integer else high)
+
+
+def _quantized(kind: str, section: Section, low: Any, high: Any) -> Domain:
+    """quniform, qloguniform, qrandint: q > 0, and low and high multiples of q, so that the range holds
+    exactly the multiples of q from low to high (as Ray Tune requires of quniform's bounds)."""
+    integer = kind == "qrandint"
+    q = section.number("q", integer=integer, positive=True)
+    for name, bound in (("low", low), ("high", high)):
+        if not is_multiple(bound, q):
+            below = math.floor(bound / q) * q
+            near = [v for v in (below, below + q) if v > 0 or kind != "qloguniform"]
+            raise ConfigError(section.key(name), bound, f"must be a multiple of q ({q}) for {kind}",
+                              f"use {' or '.join(_shown(v, integer) for v in near)}, or another q")
+    if (high - low) / q > MAX_STEPS:
+        raise ConfigError(section.key("q"), q, f"makes more than 2**53 steps from low ({low}) to high ({high})",
+                          f"raise q, or use {kind[1:]} for a continuous range")
+    if integer:
+        return QRandInt(low, high, q)
+    cls = QUniform if kind == "quniform" else QLogUniform
+    return cls(float(low), float(high), float(q))
+
+
+def _shown(value: float, integer: bool) -> str:
+    return str(int(value)) if integer else f"{value:.12g}"
 
 
 def _choice(kind: str, section: Section) -> Choice:

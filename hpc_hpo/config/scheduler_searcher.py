@@ -2,6 +2,7 @@
 points a searcher evaluates first."""
 from __future__ import annotations
 
+import logging
 import math
 import os
 from typing import Any
@@ -20,13 +21,15 @@ from .specs import ResourceSpec, SchedulerSpec, SearcherSpec
 SCHEDULER_TYPES = ("fifo", "asha", "promotion", "pasha", "sync_hyperband", "pbt")
 # Types whose implementation has landed; the others are refused with a clear message until then.
 AVAILABLE_SCHEDULERS = ("fifo", "asha", "promotion", "pasha", "sync_hyperband", "pbt")
-AVAILABLE_SEARCHERS = ("random", "bayesopt", "grid", "kde", "genetic")
-SEARCHER_TYPES = ("random", "grid", "bayesopt", "kde", "genetic")
+AVAILABLE_SEARCHERS = ("random", "bayesopt", "grid", "kde", "mobster", "genetic")
+SEARCHER_TYPES = ("random", "grid", "bayesopt", "kde", "mobster", "genetic")
 SEARCHER_DATA = ("rungs", "all", "rungs_and_last")
 # More rung levels than this is a grace period a typo made tiny; a grid of more configurations than
 # MAX_GRID can never be run through.
 MAX_RUNGS = 100
 MAX_GRID = 1_000_000
+log = logging.getLogger(__name__)
+_said: set[str] = set()  # warnings given in this process: a config validated again says nothing new
 # Options of each searcher type: name -> (default, kind). Kinds: 'int' (>= 1), 'int0' (>= 0),
 # 'fraction' (0 < x <= 1), 'rate' (0 <= x <= 1), 'positive' (> 0). A default of None means
 # "derived from the space" (the searcher decides). Names follow Syne Tune and CrayAI.
@@ -39,6 +42,9 @@ SEARCHER_OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
     "kde": {"num_init_random": (None, "int"), "min_points_in_model": (None, "int"),
             "top_fraction": (0.15, "fraction"), "bandwidth_factor": (3.0, "positive"),
             "num_candidates": (64, "int"), "random_fraction": (1 / 3, "rate")},
+    # mobster: the multi-fidelity GP (hpc_hpo/searchers/mobster.py); max_size_data_for_model caps its training set.
+    "mobster": {"num_init_random": (None, "int"), "opt_nstarts": (2, "int"), "opt_maxiter": (50, "int"),
+                "num_candidates": (500, "int"), "max_size_data_for_model": (300, "int")},
     "genetic": {"population_size": (10, "int"), "num_demes": (1, "int"), "generations": (None, "int"),
                 "mutation_rate": (0.1, "rate"), "crossover_rate": (0.5, "rate"),
                 "migration_interval": (5, "int"), "mutation_std": (0.2, "positive")},
@@ -48,7 +54,7 @@ SEARCHER_OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
 def _scheduler(value: Any, resource: ResourceSpec) -> SchedulerSpec:
     pbt_keys = ("perturbation_interval", "population_size", "quantile_fraction", "resample_probability")
     section = Section(value, "scheduler", ("type", "grace_period", "reduction_factor", "rung_levels", "brackets",
-                                           "rung_system_per_bracket", "ranking_epsilon") + pbt_keys)
+                                           "rung_system_per_bracket", "ranking_epsilon", "repeat") + pbt_keys)
     kind = section.choice("type", SCHEDULER_TYPES, "asha")
     _available(kind, AVAILABLE_SCHEDULERS, "scheduler.type")
     for key in pbt_keys:
@@ -72,6 +78,7 @@ def _scheduler(value: Any, resource: ResourceSpec) -> SchedulerSpec:
     per_bracket = section.get("rung_system_per_bracket", True)
     if not isinstance(per_bracket, bool):
         raise ConfigError("scheduler.rung_system_per_bracket", per_bracket, "must be true or false")
+    repeat = _repeat(section, kind)
     epsilon = float(section.number("ranking_epsilon", 0.0))
     if epsilon < 0:
         raise ConfigError("scheduler.ranking_epsilon", epsilon, "must be 0 or more")
@@ -83,6 +90,7 @@ def _scheduler(value: Any, resource: ResourceSpec) -> SchedulerSpec:
     rungs = section.get("rung_levels", None)
     if rungs is not None:
         rungs = _rung_levels(rungs, resource)
+        _warn_ignored_by_rung_levels(section, kind, brackets)
     elif kind != "fifo" and grace >= resource.max:
         raise ConfigError("scheduler.grace_period", grace,
                           f"must be less than resource.max ({resource.max})",
@@ -102,7 +110,35 @@ def _scheduler(value: Any, resource: ResourceSpec) -> SchedulerSpec:
     return SchedulerSpec(type=kind, grace_period=grace, reduction_factor=float(eta), rung_levels=rungs,
                          brackets=brackets, rung_system_per_bracket=per_bracket, ranking_epsilon=epsilon,
                          perturbation_interval=interval, population_size=population, quantile_fraction=fraction,
-                         resample_probability=resample)
+                         resample_probability=resample, repeat=repeat)
+
+
+def _repeat(section: Section, kind: str) -> int | None:
+    """How many passes of synchronous Hyperband's bracket plan run (null: until the budget ends)."""
+    if "repeat" not in section.data:
+        return 1
+    if kind != "sync_hyperband":
+        raise ConfigError("scheduler.repeat", section.data["repeat"], f"is an option of type sync_hyperband, not "
+                          f"'{kind}'", "remove it")
+    return section.number("repeat", None, integer=True, positive=True, maximum=MAX_COUNT)
+
+
+def _warn_ignored_by_rung_levels(section: Section, kind: str, brackets: int) -> None:
+    """Given rung_levels set the levels and the share kept at each (q_j = r_j / r_{j+1}), as in the seed;
+    a grace_period or reduction_factor written beside them would silently do nothing, so say so.
+    (reduction_factor still sizes Hyperband's brackets: sync_hyperband, or brackets > 1.)"""
+    if kind not in ("asha", "promotion", "pasha", "sync_hyperband"):
+        return
+    ignored = [key for key in ("grace_period", "reduction_factor") if key in section.data
+               and not (key == "reduction_factor" and (kind == "sync_hyperband" or brackets > 1))]
+    if not ignored:
+        return
+    keys = " and ".join(section.key(key) for key in ignored)
+    message = (f"{keys} {'is' if len(ignored) == 1 else 'are'} ignored: the rung levels and the share kept "
+               f"at each come from {section.key('rung_levels')}; remove {keys}")
+    if message not in _said:
+        _said.add(message)
+        log.warning("%s", message)
 
 
 def _available(kind: str, available: tuple[str, ...], key: str) -> None:

@@ -2,6 +2,7 @@
 defaults they carry."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,26 +32,52 @@ class MetricComponent:
 
 
 @dataclass(frozen=True)
+class Objective:
+    name: str
+    mode: str
+
+
+@dataclass(frozen=True)
 class MetricSpec:
-    """The objective: one reported metric, or a weighted sum of several (CrayAI's metric weights).
+    """The objective: one reported metric, or a weighted sum of several (CrayAI's metric weights), or
+    several objectives ranked by Pareto dominance (a list of metrics, each with its mode).
 
     With components, `name` is the combined value's name and `mode` its direction; a component
     whose mode differs from it enters with a negative sign, so every weight says "how much".
+    With objectives (two or more), `name` and `mode` are the first objective's: the journal's value
+    column and the searchers' loss follow it, while MO-ASHA and `best` use them all.
     """
 
     name: str
     mode: str  # "min" or "max"
     components: tuple[MetricComponent, ...] = ()
+    objectives: tuple[Objective, ...] = ()
 
     @property
     def reported(self) -> tuple[str, ...]:
         """The names a report line must carry."""
+        if self.objectives:
+            return tuple(o.name for o in self.objectives)
         return tuple(c.name for c in self.components) or (self.name,)
+
+    def scheduled(self, value: float, metrics: dict[str, Any] | None) -> float | tuple[float, ...]:
+        """What the scheduler ranks a report by: its value, or with several objectives the tuple of their
+        values from the report's metrics (one missing or not a number, as in a damaged journal line: NaN)."""
+        if not self.objectives:
+            return value
+        found = metrics or {}
+        return tuple(_as_float(found.get(o.name)) for o in self.objectives)
 
     def combine(self, values: dict[str, float]) -> float:
         if not self.components:
             return values[self.name]
         return sum(c.weight * (1 if c.mode == self.mode else -1) * values[c.name] for c in self.components)
+
+
+def _as_float(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return math.nan
 
 
 @dataclass(frozen=True)
@@ -70,6 +97,7 @@ class SchedulerSpec:
     brackets: int = 1  # > 1: asynchronous Hyperband (asha, promotion)
     rung_system_per_bracket: bool = True
     ranking_epsilon: float = 0.0  # pasha: values closer than this rank as equal
+    repeat: int | None = 1  # sync_hyperband: passes of the bracket plan; None: until the budget ends
     # pbt (Ray Tune's names)
     perturbation_interval: float = 1.0
     population_size: int = 8
@@ -226,6 +254,7 @@ class ExecutionSpec:
     workdir: WorkdirSpec = field(default_factory=WorkdirSpec)
     keep_checkpoints: str = "resumable"  # all | resumable | best (hpc_hpo/retention.py)
     keep_best: int = 3  # the best trials whose checkpoints are kept whatever their state
+    join: bool = False  # drivers join the experiment that others may be running (README "Elastic experiments")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ from ..backends.base import SubmitLater
 from ..config import ExperimentConfig
 from ..errors import HpoError
 from ..experiment import DriverLease, check_experiment_dir, make_experiment_dir, open_experiment, write_trial_config
-from ..journal import make_event
+from ..journal import BlockingFlock, make_event
+from ..membership import MemberLease, live_members
 from ..metrics import LineTail, Report, ReportParser
 from ..progress import Progress
 from ..schedulers import Scheduler, make_scheduler
@@ -33,7 +34,7 @@ from ..schedulers.base import DONE, WAIT, Branch, Decision, Resume, StartNew, ru
 from ..searchers import WAIT as SEARCHER_WAIT
 from ..searchers import Searcher, make_searcher
 from ..space import flag_argv
-from ..state import FAILED, FINISHED, STOPPED, ExperimentState, TrialState
+from ..state import ENDED_STATES, FAILED, FINISHED, STOPPED, ExperimentState, TrialState
 from ..worker import DECISION_FILE, INTERRUPT_FILE, TRIAL_DIR_ENV
 from .allocation import AllocationEnd
 from .common import (ENDING_CHECK_S, RUN_OVER, SUBMIT_WAIT_MAX_S, SUBMIT_WAIT_S, TRIAL_ID, LiveTrial, log,
@@ -42,6 +43,7 @@ from .resuming import Resuming
 from .retention import CheckpointRetention
 from .stopping import Stopping
 from .hooks import HookRunner
+from .joining import Joining, SharedLease, SweepClock
 from .requests import StopRequests
 from .workdir import trial_workdir
 
@@ -50,19 +52,26 @@ class NoRoomYet(Exception):
     """The backend has no room for this run's shape now: it stays planned until runs end."""
 
 
-class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
+class Driver(Stopping, AllocationEnd, Resuming, StopRequests, Joining):
     def __init__(self, config: ExperimentConfig, backend: Backend, progress_out: Any = None,
-                 quiet: bool = False) -> None:
+                 quiet: bool = False, join: bool = False) -> None:
         self.config = config
+        # Join an experiment other drivers may be running (README "Elastic experiments"), else run it alone.
+        self.join = join or config.execution.join
+        self.journal_offset = 0  # how far this driver has read the journal (driver/joining.py)
+        self.sweep_clock = SweepClock.from_environment()
         self.backend = backend
         self.scheduler: Scheduler = make_scheduler(config)
         self.searcher: Searcher = make_searcher(config)
-        self.state = ExperimentState()
+        # Its decisions need no report rows (status and export read them from the journal); the Pareto front of
+        # several objectives printed at the end does (results.best_text).
+        self.state = ExperimentState(keep_rows=bool(config.metric.objectives))
         self.progress = Progress(self.state, progress_out, quiet)
         self.live: dict[str, LiveTrial] = {}
         self.early_exits: dict[str, JobStatus] = {}  # exits seen between sweeps, for the next sweep
         # Trial files are read across runs: a resumed trial appends to the same metrics file.
         self.readers: dict[str, tuple[LineTail, ReportParser]] = {}
+        self.readers_kept = 0  # readers left after the last clean-up (_forget_ended_readers)
         self.to_launch: list[tuple[TrialState, StartNew | Resume | Branch]] = []
         self.actions: list[Callable[[], None]] = []  # carried out after the sweep's journal append
         self.pending_events: list[dict[str, Any]] = []
@@ -97,7 +106,7 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
         self.levels = rung_levels(config.resource.max, spec.grace_period, spec.reduction_factor, spec.rung_levels)
         self.hooks = HookRunner(config, self.state)  # hooks: commands run on events (driver/hooks.py)
         self.retention = CheckpointRetention(config.experiment_dir / "trials", config.execution.keep_checkpoints,
-                                             config.execution.keep_best)
+                                             config.execution.keep_best, self.scheduler.snapshots_at_pause)
 
     # ------------------------------------------------------------------ public
 
@@ -107,35 +116,59 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
         previous = self._catch_stop_signals()
         try:
             # The lease first: two drivers started at once must not both create or resume the experiment.
-            check_experiment_dir(self.config.experiment_dir)
-            make_experiment_dir(self.config.experiment_dir)
-            self.lease = DriverLease(self.config.experiment_dir)
+            directory = self.config.experiment_dir
+            check_experiment_dir(directory)
+            make_experiment_dir(directory)
+            self.lease = SharedLease(directory) if self.join else DriverLease(directory)
             self.lease.acquire()
+            self.member = MemberLease(directory)
             try:
-                self.journal, resumed, reopened = open_experiment(self.config)
+                if not self.join:
+                    self._refuse_if_joined()
+                # Under the journal lock: drivers of a job array starting at once create the experiment once.
+                with BlockingFlock(directory / "journal.lock"):
+                    self.journal, resumed, reopened = open_experiment(self.config)
+                    self.member.acquire()
+                self.driver_id = self.member.driver_id
+                self._make_members()
                 return self._run_holding_lease(resumed, reopened)
             finally:
+                self.member.release()
                 self.lease.release()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 
+    def _refuse_if_joined(self) -> None:
+        others = live_members(self.config.experiment_dir)
+        if others:
+            where = ", ".join(f"{o.get('host')} pid {o.get('pid')}" for o in others[:3])
+            raise HpoError(f"experiment '{self.config.experiment_dir}' is being run by {len(others)} driver(s) that "
+                           f"joined it ({where}); add this one with 'hpc-hpo run CONFIG --join', or wait for them")
+
     def _run_holding_lease(self, resumed: bool, reopened: bool = False) -> ExperimentState:
-        self._replay(self.journal.iter())
+        read_to: list[int] = [0]
+        self._replay(self.journal.iter(read_to))
+        self.journal_offset = read_to[0]
         self.hooks.begin()
         self.retention.clean_leftovers()
-        if self.state.finished and not reopened:  # a budget changed since it ended: go on, or end again
-            self.progress.say(f"experiment {self.config.name} already ended ({self.state.ended})")
-            return self.state
-        self.run_started = time.time()
-        self.time_used_before = self.state.time_used()
-        self._apply(make_event("run_started", host=os.uname().nodename, pid=os.getpid(), resumed=resumed),
-                    self.pending_events)
-        self.progress.say(f"{'resumed' if resumed else 'started'} experiment {self.config.name} in "
-                          f"{self.config.experiment_dir} ({self.backend.name}, {self.config.scheduler.type}, "
-                          f"{self.parallel} at a time)"
-                          + (f"; {self.backend.chosen_because}" if self.backend.chosen_because else ""))
-        self._reconcile_runs()
+        with self.journal.lock:  # other drivers may be at work: start on the journal as it is now
+            self._catch_up()
+            if self.state.finished and not reopened:  # a budget changed since it ended: go on, or end again
+                self.progress.say(f"experiment {self.config.name} already ended ({self.state.ended})")
+                return self.state
+            self.run_started = time.time()
+            self.time_used_before = self.state.time_used()
+            self._apply(make_event("run_started", host=os.uname().nodename, pid=os.getpid(), resumed=resumed,
+                                   driver=self.driver_id, joined=self.join), self.pending_events)
+            self.progress.say(f"{'resumed' if resumed else 'started'} experiment {self.config.name} in "
+                              f"{self.config.experiment_dir} ({self.backend.name}, {self.config.scheduler.type}, "
+                              f"{self.parallel} at a time)"
+                              + (f"; {self.backend.chosen_because}" if self.backend.chosen_because else "")
+                              + (f"; joined as driver {self.driver_id}" if self.join else ""))
+            self._reconcile_runs()
+            events, self.pending_events = self.pending_events, []
+            self._append(events)
         try:
             self._loop()
         except KeyboardInterrupt:  # outside the main thread no handler catches SIGINT
@@ -156,15 +189,29 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
             if self.signals and self._handle_signals():
                 return
             self._check_stop_request()  # hpc-hpo stop (driver/requests.py)
-            events, self.pending_events = self.pending_events, []
-            self._check_allocation_end(events)
-            self._sweep_trials(events)
-            self._check_stop_rules()
-            self._plan(events)
-            done = not self.live and not self.to_launch
-            if done:
-                self._end_experiment(events)
-            self._append(events)
+            statuses = self._poll_runs()  # outside the lock: other drivers decide meanwhile
+            self.sweep_clock.lock_asked()
+            with self.journal.lock:  # decisions on the journal as it is now (driver/joining.py)
+                self.sweep_clock.lock_taken()
+                self._catch_up()
+                self.sweep_clock.caught_up()
+                if self.state.finished and not self.live:  # another driver ended the experiment
+                    return
+                events, self.pending_events = self.pending_events, []
+                self._check_allocation_end(events)
+                self._take_over_lost_drivers(events)
+                self._sweep_trials(events, statuses)
+                self._check_stop_rules()
+                self._plan(events)
+                done = not self.live and not self.to_launch
+                if done and self._others_busy() and (self._may_get_work() or not self._others_watched()):
+                    # Idle, but a pause to promote or a barrier to pass may come, or nobody else would notice
+                    # a driver that stops now: stay.
+                    done = False
+                if done:
+                    self._leave_or_end(events)
+                self._append(events)
+                self.sweep_clock.decided(len(events))
             self._act()
             self.retention.prune(self.state, final=done and self.state.finished,
                                  new_trials_may_start=self.scheduler.may_start_new and not self.no_new_trials)
@@ -199,12 +246,16 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
 
     # ------------------------------------------------------------------ stopping
 
-    def _sweep_trials(self, events: list[dict[str, Any]]) -> None:
-        """Read every running trial's new reports; record the trials whose process has ended."""
+    def _poll_runs(self) -> dict[str, JobStatus]:
+        """The statuses of this driver's runs: one backend poll (exits seen between sweeps included)."""
         early, self.early_exits = self.early_exits, {}
         statuses = self.backend.poll([lt.trial.handle for lt in self.live.values()
                                       if lt.trial.handle and lt.trial.handle not in early])
         statuses.update(early)
+        return statuses
+
+    def _sweep_trials(self, events: list[dict[str, Any]], statuses: dict[str, JobStatus]) -> None:
+        """Read every running trial's new reports; record the trials whose process has ended."""
         gone = next((status for status in statuses.values() if status.allocation_gone), None)
         if gone is not None:  # before any exit is judged: runs it ended are interrupted, not failed
             self._allocation_gone(gone)
@@ -242,7 +293,9 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
     def _process_report(self, live: LiveTrial, report: Report, events: list[dict[str, Any]]) -> None:
         trial = live.trial
         self._measure_pace(live, report.resource, trial.last_resource)
-        outcome = self.scheduler.on_report(trial.trial_id, report.resource, report.value)
+        # With several objectives the scheduler ranks the tuple of their values (MO-ASHA), else the value.
+        outcome = self.scheduler.on_report(trial.trial_id, report.resource,
+                                           self.config.metric.scheduled(report.value, report.components))
         self.searcher.on_report(trial.trial_id, report.resource, self._loss(report.value))
         started = trial.started_at or time.time()
         elapsed = (report.time if report.time is not None else time.time()) - started
@@ -344,6 +397,8 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
     def _plan(self, events: list[dict[str, Any]]) -> None:
         """Fill free slots with what the scheduler wants: a resumed trial or a new one; journaled now, launched after."""
         free = self.parallel - len(self.live) - len(self.to_launch)
+        if self.stop_reason is None and not self.held_for_end:
+            free = self._claim_interrupted(free, events)
         while free > 0 and self.stop_reason is None and not self.held_for_end:
             index = len(self.state.trials)
             action = self.scheduler.next_action(index)
@@ -355,7 +410,7 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
             if isinstance(action, Resume):
                 trial = self.state.trials[action.trial_id]
                 self._apply(make_event("trial_resumed", trial.trial_id, resume_from=plain_number(action.resume_from),
-                                       target=plain_number(action.target)), events)
+                                       target=plain_number(action.target), driver=self.driver_id), events)
             elif isinstance(action, Branch):
                 trial = self._branch(index, action, events)
             else:
@@ -378,7 +433,7 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
             return None
         trial_id = f"{index:04d}"
         self._apply(make_event("trial_created", trial_id, index=index, config=config, bracket=action.bracket,
-                               target=plain_number(action.target)), events)
+                               target=plain_number(action.target), driver=self.driver_id), events)
         self.searcher.on_trial_created(trial_id, config)
         self.scheduler.on_trial_created(trial_id, config)
         return self.state.trials[trial_id]
@@ -390,7 +445,7 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
                                reason=f"replaced by trial {trial_id}, a perturbed copy of {action.parent_id}"), events)
         self._apply(make_event("trial_created", trial_id, index=index, config=action.config, parent=action.parent_id,
                                replaces=action.replaces, resume_from=plain_number(action.resume_from),
-                               target=plain_number(action.target)), events)
+                               target=plain_number(action.target), driver=self.driver_id), events)
         self.searcher.on_trial_end(action.replaces)
         self.searcher.on_trial_created(trial_id, action.config)
         self.scheduler.on_trial_created(trial_id, action.config)
@@ -408,19 +463,31 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
         # After a restart, adopted runs and runs never submitted may together exceed the slots: the rest wait.
         launching, self.to_launch = self.to_launch, []
         self.held_for_end = False
-        for trial, plan in launching:
-            if self._hold_for_end(trial.trial_id, plan):
-                continue  # journaled as pending or interrupted: the next allocation's run starts it
-            if len(self.live) < self.parallel and time.monotonic() >= self.submit_again_at:
-                self._launch_or_wait(trial, plan)
-            else:
-                self.to_launch.append((trial, plan))
+        # The sweep's runs are submitted, then journaled in one append (one fsync, not one per run). A driver
+        # killed in between leaves runs without trial_started: the next one finds them by their tags
+        # (Resuming._reconcile_runs), as it did with one run in that gap.
+        started: list[tuple[TrialState, StartNew | Resume | Branch, dict[str, Any]]] = []
+        try:
+            for trial, plan in launching:
+                if self._hold_for_end(trial.trial_id, plan):
+                    continue  # journaled as pending or interrupted: the next allocation's run starts it
+                if len(self.live) + len(started) < self.parallel and time.monotonic() >= self.submit_again_at:
+                    self._launch_or_wait(trial, plan, started)
+                else:
+                    self.to_launch.append((trial, plan))
+        finally:  # a submit that failed still leaves the runs submitted before it journaled
+            if started:
+                self._append([event for _, _, event in started])
+                for trial, plan, event in started:
+                    self._follow_launch(trial, plan, event)
+        self._forget_ended_readers()
 
-    def _launch_or_wait(self, trial: TrialState, plan: StartNew | Resume | Branch) -> None:
+    def _launch_or_wait(self, trial: TrialState, plan: StartNew | Resume | Branch,
+                        started: list[tuple[TrialState, StartNew | Resume | Branch, dict[str, Any]]]) -> None:
         """A submit limit (too many jobs queued for this user) is waited out with growing pauses: the
         run stays planned and the queue drains as other jobs end."""
         try:
-            self._launch(trial, plan)
+            started.append((trial, plan, self._launch(trial, plan)))
         except NoRoomYet:
             self.to_launch.append((trial, plan))  # runs of other shapes hold what it needs: next sweep
             return
@@ -448,7 +515,8 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
         else:
             self.progress.say(f"nodes failed: {usable} trials at a time from now on")
 
-    def _launch(self, trial: TrialState, plan: StartNew | Resume) -> None:
+    def _launch(self, trial: TrialState, plan: StartNew | Resume | Branch) -> dict[str, Any]:
+        """Submit the run; its trial_started event, for the sweep's launches' append."""
         trial_dir = self._trial_dir(trial.trial_id)
         if not isinstance(plan, Resume):
             write_trial_config(trial_dir, trial.config)
@@ -466,13 +534,15 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
         if not self.backend.has_room(spec):
             raise NoRoomYet()
         handle = self.backend.submit(spec)
-        # Journaled at once, not with the next sweep: a driver killed now must find this handle.
-        started = make_event("trial_started", trial.trial_id, handle=handle, backend=self.backend.name,
-                             run=trial.runs + 1)
-        self._append([started])
+        return make_event("trial_started", trial.trial_id, handle=handle, backend=self.backend.name,
+                          run=trial.runs + 1, driver=self.driver_id)
+
+    def _follow_launch(self, trial: TrialState, plan: StartNew | Resume | Branch, started: dict[str, Any]) -> None:
+        """A submitted run, journaled: watched from now on, its pace measured from its submission."""
         self.state.apply(started)
         live = self._watch(trial, plan)
-        live.from_resource = resume_from
+        live.launched_at = started["t"]
+        live.from_resource = plan.resume_from if isinstance(plan, (Resume, Branch)) else 0
         if isinstance(plan, (Resume, Branch)):
             self.progress.resumed(trial, plan.resume_from, plan.target)
         else:
@@ -500,6 +570,17 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
         live = self.live[trial.trial_id] = LiveTrial(trial, plan, launched_at=time.time(),
                                                      from_resource=trial.last_resource or 0.0)
         return live
+
+    def _forget_ended_readers(self) -> None:
+        """A trial that ended for good is read no more: its reader goes (one per trial ever would grow without
+        end). Looked at once the readers doubled since the last look, so a sweep costs nothing per trial. Should
+        a trial run again after all (an experiment extended), a new reader skips the reports it had."""
+        if len(self.readers) <= 2 * self.readers_kept + 64:
+            return
+        trials = self.state.trials
+        self.readers = {trial_id: reader for trial_id, reader in self.readers.items()
+                        if trial_id in self.live or trials[trial_id].state not in ENDED_STATES}
+        self.readers_kept = len(self.readers)
 
     def _snapshot(self, trial: TrialState) -> None:
         """Keep the checkpoint as it is at this pause: a PBT child may start from it after the trial moved on."""
@@ -545,8 +626,13 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
         """Journal events while this driver still holds the lease. Another driver may have taken over (this
         one was stopped, and locks need not reach between clients): then nothing more is written or
         cancelled here (LeaseLost), the runs are that driver's now."""
-        self.lease.check(on_lost=lambda: setattr(self, "detached", True))
-        self.journal.append(events)
+        with self.journal.lock:
+            self._catch_up()  # what other drivers wrote comes before this in everyone's replay
+            self.lease.check(on_lost=lambda: setattr(self, "detached", True))
+            self._check_membership()
+            end = self.journal.append(events)
+            if end >= 0:
+                self.journal_offset = end
         self.hooks.saw(events)  # after the append: a hook never announces what the journal lacks
 
     def _loss(self, value: float) -> float:
@@ -554,6 +640,7 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests):
 
     def _apply(self, event: dict[str, Any], events: list[dict[str, Any]]) -> None:
         self.state.apply(event)
+        self._remember_plan(event)  # as a replay would: any driver may have to resume any trial (joining.py)
         events.append(event)
 
     def _run_tag(self, trial_id: str, run: int) -> str:

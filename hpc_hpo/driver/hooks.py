@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import ExperimentConfig
-from ..state import ExperimentState, NewBest, ReportRow, TrialState
+from ..state import ENDED_STATES, ExperimentState, NewBest, ReportRow, TrialState
 from .common import path_with_hpc_hpo
 
 log = logging.getLogger("hpc_hpo")
@@ -80,8 +80,10 @@ class HookRunner:
     queue: collections.deque[_Call] = field(default_factory=collections.deque)
     running: list[_Running] = field(default_factory=list)
     new_best: NewBest = field(default_factory=NewBest)  # the best last announced, or known at the start
+    # Each trial's last report folded since begin(), while the trial may still end (the driver's state keeps no
+    # rows); entries of trials that ended are dropped once there are twice as many as after the last clean-up.
     last_report: dict[str, ReportRow] = field(default_factory=dict)
-    rows_seen: int = 0
+    kept_reports: int = 0
     warned: set[tuple[str, str]] = field(default_factory=set)
     failures: collections.Counter[str] = field(default_factory=collections.Counter)
     started: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -98,7 +100,7 @@ class HookRunner:
         if not self.active:
             return
         self.new_best.known(self.state)
-        self.rows_seen = len(self.state.rows)
+        self.state.on_row = self._note_report
 
     # ------------------------------------------------------------------ each sweep
 
@@ -106,7 +108,6 @@ class HookRunner:
         """The events the driver just journaled: queue the hooks they call for, then run the queue."""
         if not self.active:
             return
-        self._note_reports()
         hooks = self.config.hooks
         reported = False
         for event in events:
@@ -124,6 +125,7 @@ class HookRunner:
                             {"reason": event.get("reason"), "final": bool(event.get("final", True))}, first=True)
         if reported and hooks.on_new_best:
             self._maybe_new_best()
+        self._forget_ended()
         self.pump()
 
     def _maybe_new_best(self) -> None:
@@ -177,12 +179,19 @@ class HookRunner:
 
     # ------------------------------------------------------------------ building a call
 
-    def _note_reports(self) -> None:
-        """Each trial's last report, from the rows folded since the last sweep (no search through all rows)."""
-        rows = self.state.rows
-        for row in rows[self.rows_seen:]:
-            self.last_report[row.trial_id] = row
-        self.rows_seen = len(rows)
+    def _note_report(self, row: ReportRow) -> None:
+        """Each report as the state folds it (this driver's and, caught up, other drivers')."""
+        self.last_report[row.trial_id] = row
+
+    def _forget_ended(self) -> None:
+        """The last reports of trials that ended for good (their on_trial_end was queued when their end was
+        journaled): memory follows the trials that may still end, not all there were."""
+        if len(self.last_report) <= 2 * self.kept_reports + 64:
+            return
+        trials = self.state.trials
+        self.last_report = {trial_id: row for trial_id, row in self.last_report.items()
+                            if not (trials[trial_id].process_ended and trials[trial_id].state in ENDED_STATES)}
+        self.kept_reports = len(self.last_report)
 
     def _last(self, trial: TrialState) -> ReportRow | None:
         return self.last_report.get(trial.trial_id)
@@ -227,7 +236,7 @@ class HookRunner:
                    "experiment": {"name": config.name, "dir": str(config.experiment_dir),
                                   "metric": config.metric.name, "mode": config.metric.mode,
                                   "resource": config.resource.name, "trials": len(state.trials),
-                                  "reports": len(state.rows)},
+                                  "reports": state.num_reports},
                    "trial": _trial_data(trial, trial_dir), "last_report": _report_data(report),
                    "best": None if best is None else {"trial_id": best.trial_id, "value": best.best_value,
                                                       "resource": best.best_resource, "config": best.config}}

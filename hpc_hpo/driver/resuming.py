@@ -29,7 +29,8 @@ class Resuming:
             elif kind == "trial_resumed":
                 self.scheduler.on_start(trial_id, Resume(trial_id, event["resume_from"], event["target"]))
             elif kind == "report":
-                self.scheduler.on_report(trial_id, float(event["resource"]), float(event["value"]))
+                self.scheduler.on_report(trial_id, float(event["resource"]), self.config.metric.scheduled(
+                    float(event["value"]), event.get("metrics")))  # all objectives, as the run saw them
                 self.searcher.on_report(trial_id, float(event["resource"]), self._loss(float(event["value"])))
             elif kind == "trial_paused":
                 self.scheduler.on_paused(trial_id)
@@ -61,7 +62,13 @@ class Resuming:
         submitted are submitted now; a run that left no trace counts as a lost attempt.
         """
         interrupted = []
+        lost: set[str] = set()
         for trial in list(self.state.trials.values()):
+            if self._owner_alive(trial):
+                continue  # another driver of this experiment runs it (README "Elastic experiments")
+            if trial.driver is not None and trial.driver != self.driver_id and trial.driver not in lost:
+                lost.add(trial.driver)  # its process is gone (its member lock is free): say so once
+                self._apply(make_event("driver_lost", driver=trial.driver), self.pending_events)
             trial_dir = self._trial_dir(trial.trial_id)
             plan = self.replayed_plans[trial.trial_id]
             if trial.state in (PENDING, INTERRUPTED):
@@ -69,13 +76,17 @@ class Resuming:
                 handle = self.backend.adopt(None, self._run_tag(trial.trial_id, trial.runs + 1), trial_dir)
                 if handle is None:
                     (interrupted if trial.state == INTERRUPTED else self.to_launch).append((trial, plan))
+                    # Taken on by this driver: another one joining now leaves it alone.
+                    self._apply(make_event("trial_claimed", trial.trial_id, driver=self.driver_id),
+                                self.pending_events)
                     continue
                 self._apply(make_event("trial_started", trial.trial_id, handle=handle, backend=self.backend.name,
-                                       run=trial.runs + 1, adopted=True), self.pending_events)
+                                       run=trial.runs + 1, adopted=True, driver=self.driver_id), self.pending_events)
             elif trial.runs and not trial.process_ended and trial.state != PAUSED:
                 handle = self.backend.adopt(trial.handle, self._run_tag(trial.trial_id, trial.runs), trial_dir)
-                if handle is not None and handle != trial.handle:
-                    self._apply(make_event("trial_adopted", trial.trial_id, handle=handle), self.pending_events)
+                if handle is not None and (handle != trial.handle or trial.driver != self.driver_id):
+                    self._apply(make_event("trial_adopted", trial.trial_id, handle=handle, driver=self.driver_id),
+                                self.pending_events)
             else:
                 continue
             live = self._watch(trial, plan)

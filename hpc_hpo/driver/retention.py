@@ -8,7 +8,6 @@ driver removes: a checkpoint is either whole where a resume looks for it, or gon
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 import logging
 import os
 import shutil
@@ -16,34 +15,51 @@ import threading
 from pathlib import Path
 
 from ..retention import checkpoints_to_drop, snapshots_to_drop
-from ..state import ExperimentState
+from ..state import ENDED_STATES, ExperimentState
 
 log = logging.getLogger("hpc_hpo")
 DELETED_PREFIX = ".deleted-"
 
 
 class CheckpointRetention:
-    def __init__(self, trials_dir: Path, policy: str, keep_best: int) -> None:
+    """Its cost follows what ends, not what has ended: a checkpoint is looked for only in trials that ended
+    since the last look and in the few ended trials whose checkpoint was kept (the best); the whole
+    experiment is walked only at the end of a `best` experiment and, for PBT's snapshots, at each change."""
+
+    def __init__(self, trials_dir: Path, policy: str, keep_best: int, snapshots: bool = False) -> None:
         self.trials_dir, self.policy, self.keep_best = trials_dir, policy, keep_best
+        self.snapshots = snapshots  # PBT keeps snapshots at pauses (Scheduler.snapshots_at_pause)
         self.numbers = itertools.count()
         self.pending: list[Path] = []
         self.lock = threading.Lock()
         self.worker: threading.Thread | None = None
-        self.last_seen: tuple[tuple[tuple[str, int], ...], bool] | None = None
+        self.ended_seen = 0  # how many of state.ended_ids were looked at
+        self.holding: set[str] = set()  # ended trials whose checkpoint was present and kept at the last look
+        self.last_seen: tuple[int, bool] | None = None
         self.warned = False
 
     def prune(self, state: ExperimentState, final: bool = False, new_trials_may_start: bool = True) -> None:
         """Put aside what the policy no longer keeps; cheap when nothing ended since the last call."""
         if self.policy == "all":
             return
-        # Trials ending or pausing are what changes the answer; reports alone (every sweep) do not.
-        seen = (tuple(sorted(Counter(t.state for t in state.trials.values()).items())), new_trials_may_start)
+        if self.snapshots:  # PBT: a population of a few dozen trials, whose pauses move the lowest level on
+            self._prune_snapshots(state, final, new_trials_may_start)
+        # Trials ending are what changes the answer for checkpoints; reports alone do not.
+        seen = (len(state.ended_ids), new_trials_may_start)
         if seen == self.last_seen and not final:
             return
         self.last_seen = seen
-        present = {d.name for d in self._trial_dirs() if (d / "checkpoint").is_dir()}
-        for trial_id in sorted(checkpoints_to_drop(state, self.policy, self.keep_best, final, present)):
+        candidates = self.holding | set(state.ended_ids[self.ended_seen:])
+        self.ended_seen = len(state.ended_ids)
+        if final and self.policy == "best":  # paused and interrupted trials' checkpoints go too
+            candidates |= {d.name for d in self._trial_dirs()}
+        present = {trial_id for trial_id in candidates if (self.trials_dir / trial_id / "checkpoint").is_dir()}
+        dropped = checkpoints_to_drop(state, self.policy, self.keep_best, final, present)
+        for trial_id in sorted(dropped):
             self._put_aside(self.trials_dir / trial_id / "checkpoint")
+        self.holding = {t for t in present - dropped if t in state.trials and state.trials[t].state in ENDED_STATES}
+
+    def _prune_snapshots(self, state: ExperimentState, final: bool, new_trials_may_start: bool) -> None:
         snapshots = {d.name: self._levels(d / "snapshots") for d in self._trial_dirs() if (d / "snapshots").is_dir()}
         for trial_id, level in snapshots_to_drop(state, self.policy, snapshots, new_trials_may_start and not final):
             self._put_aside(self.trials_dir / trial_id / "snapshots" / _level_name(level))
@@ -84,6 +100,8 @@ class CheckpointRetention:
             target = path.parent.parent / f"{DELETED_PREFIX}{os.getpid()}-{next(self.numbers)}"
         try:
             path.rename(target)
+        except FileNotFoundError:
+            return  # another driver of the experiment put it aside first (README "Elastic experiments")
         except OSError as exc:
             if not self.warned:
                 self.warned = True

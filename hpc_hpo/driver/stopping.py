@@ -60,7 +60,10 @@ class Stopping:
         events, self.pending_events = self.pending_events, []
         self.to_launch.clear()  # journaled but not submitted: the next driver submits them
         reason = f"driver stopped by {name}; {len(self.live)} trial jobs left running for the next driver"
-        self._apply(make_event("experiment_ended", reason=reason, final=False), events)
+        if self._others_busy():  # the other drivers go on; whichever is last ends the experiment
+            self._apply(make_event("driver_left", driver=self.driver_id), events)
+        else:
+            self._apply(make_event("experiment_ended", reason=reason, final=False), events)
         self._append(events)
         self.progress.say(reason)
         self.closing_line = "run the same command again to resume: it takes back the trial jobs still running"
@@ -140,7 +143,7 @@ class Stopping:
         trials without a single report (a broken command fails every trial within seconds)."""
         failed = self.state.count(FAILED)
         limit = self.config.execution.max_failures
-        broken = failed >= BROKEN_PROGRAM_FAILURES and not self.state.rows
+        broken = failed >= BROKEN_PROGRAM_FAILURES and not self.state.num_reports
         if self.stop_reason is not None or not (broken or (limit is not None and failed >= limit)):
             return
         why = (f"{failed} trials failed without a single report" if broken
@@ -197,12 +200,12 @@ class Stopping:
         self.to_launch.clear()  # journaled as created or resumed but not started: the next run starts them
         deadline = time.monotonic() + SHUTDOWN_WAIT_S
         while self.live and time.monotonic() < deadline:
-            self._sweep_trials(events)
+            self._sweep_trials(events, self._poll_runs())
             if self.live:
                 time.sleep(0.05)
         for live in list(self.live.values()):
             self._run_ended(live, None, "did not end after cancel", events)
-        self._end_experiment(events)
+        self._leave_or_end(events)
         self._append(events)
 
     def _stop_on_filesystem_error(self, exc: OSError) -> None:
@@ -235,7 +238,7 @@ class Stopping:
         final = self.stop_final if self.stop_reason is not None else True
         reason = self.stop_reason or self._why_done()
         self._apply(make_event("experiment_ended", reason=reason, final=final), events)
-        if final and not self.state.rows and self.exit_code == 0:
+        if final and not self.state.num_reports and self.exit_code == 0:
             self.exit_code = EXIT_FAILED
             self.closing_line = ("no trial reported anything: check the trials' stderr (hpc-hpo status shows it) "
                                  "and that the program reports the metric and the resource")

@@ -31,7 +31,10 @@ def make_scheduler(config: ExperimentConfig) -> Scheduler:
         return Pasha(levels, eta, mode, spec.ranking_epsilon, seed=seed)
     if spec.type == "sync_hyperband":
         from .sync_hyperband import SyncHyperband
-        return SyncHyperband(levels, eta, mode)
+        return SyncHyperband(levels, eta, mode, repeat=spec.repeat)
     if spec.type != "asha":
         raise ValueError(f"scheduler type {spec.type!r} is not known to make_scheduler")
+    if config.metric.objectives:  # several objectives: MO-ASHA ranks Pareto fronts at each rung
+        from .mo_asha import MoAsha
+        return MoAsha(levels, [o.mode for o in config.metric.objectives])
     return StoppingAsha(levels, eta, mode, spec.brackets, spec.rung_system_per_bracket, seed=seed)

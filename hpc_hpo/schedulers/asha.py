@@ -16,7 +16,8 @@ import math
 
 from sortedcontainers import SortedList
 
-from .base import Action, Branch, Decision, Outcome, Resume, Scheduler, StartNew, quantile_sorted
+from .base import (Action, Branch, Decision, Outcome, Resume, Scheduler, StartNew, promotion_quantiles,
+                   quantile_sorted)
 from .brackets import Brackets
 
 
@@ -33,8 +34,10 @@ class StoppingAsha(Scheduler):
         self.rungs = self.systems[0]
         self.bracket_of: dict[str, int] = {}  # trials of bracket 0 need no entry
         self.next_rung: dict[str, int] = {}  # per trial: index of the first rung not yet reached
-        # The kept share is the best 1/eta: the low quantile for min, the high one for max.
-        self.q = 1 / reduction_factor if mode == "min" else 1 - 1 / reduction_factor
+        # The kept share at rung j is the best q_j = r_j / r_{j+1} (1/eta for geometric levels): the
+        # cutoff is the low quantile q_j for min, the high one 1 - q_j for max.
+        kept = [float(q) for q in promotion_quantiles(levels)]
+        self.cutoff_quantiles = kept if mode == "min" else [1 - q for q in kept]
 
     def next_action(self, trial_index: int) -> Action:
         """Always a new trial, run through to max_t unless stopped; with brackets, in a drawn bracket."""
@@ -66,7 +69,7 @@ class StoppingAsha(Scheduler):
         if not rung:
             rung.add(value)
             return Outcome(Decision.CONTINUE, rung=level)
-        cutoff = quantile_sorted(rung, self.q)
+        cutoff = quantile_sorted(rung, self.cutoff_quantiles[rung_index])
         worse = value > cutoff if self.mode == "min" else value < cutoff
         rung.add(value)
         return Outcome(Decision.STOP if worse else Decision.CONTINUE, rung=level, cutoff=cutoff)

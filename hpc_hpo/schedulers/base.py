@@ -5,6 +5,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import Enum
+from fractions import Fraction
 from typing import Any, Sequence
 
 
@@ -132,6 +133,27 @@ def rung_levels(max_t: float, grace_period: float, reduction_factor: float,
             levels.append(level)
             level = level * reduction_factor
     return [_tidy(level) for level in levels] + [_tidy(max_t)]
+
+
+# Level ratios are taken as the nearest fraction with a denominator up to this: levels are numbers users
+# write (or grace * eta**k in floats), so 0.30000000000000004 / 0.1 must be exactly 3, not 3 + 3e-16.
+RATIO_DENOMINATOR = 10 ** 6
+
+
+def promotion_quantiles(levels: Sequence[float]) -> list[Fraction]:
+    """q_j = r_j / r_{j+1} for every rung below max_t (the last level): the share of a rung that goes on.
+
+    The seed's rule (AutoGluon's HyperbandScheduler): for geometric levels it is 1/eta, but the rung
+    below max_t keeps r_last / max_t (rungs 1, 3, 9 with max_t 20 keep 1/3, 1/3, 9/20). Exact
+    fractions, so that floor(q_j * n) is the integer floor(n / eta) for geometric levels.
+    """
+    return [(Fraction(low) / Fraction(high)).limit_denominator(RATIO_DENOMINATOR)
+            for low, high in zip(levels, levels[1:])]
+
+
+def kept_count(n: int, quantile: Fraction) -> int:
+    """floor(quantile * n) in exact integer arithmetic: how many of the n values at a rung may go on."""
+    return n * quantile.numerator // quantile.denominator
 
 
 def _tidy(level: float) -> float:

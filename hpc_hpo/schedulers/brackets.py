@@ -11,6 +11,9 @@ asynchronous schedule spends its budget across brackets as Hyperband does:
 
 normalised over the B brackets in use. Levels 1, 3, 9, 27, 81 with eta 3 give 81, 34, 15, 8, 5.
 
+Every bracket's rungs are the same levels (bracket b simply has none below levels[b]), so the share
+kept at a rung is that level's q_j = levels[j] / levels[j + 1] in every bracket (base.promotion_quantiles).
+
 The draw for trial index i uses np.random.default_rng([seed, i]) and nothing else, so a restarted
 driver that asks again for the same index gets the same bracket.
 """

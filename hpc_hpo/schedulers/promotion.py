@@ -10,8 +10,9 @@ factor; "loss" is the value for mode min and minus the value for mode max, so lo
   trial reporting every few epochs can jump over rungs), and decided there:
   * the pick: scan the rungs from the top (below max_t) down; at each rung take the best candidate,
     where the candidates are the paused trials not yet promoted from it, plus this reporting
-    trial at its own rung; it is promotable iff it is among the best floor(n/eta) of the n values
-    recorded at that rung (every value ever recorded there counts: trials promoted, paused, ended).
+    trial at its own rung; it is promotable iff it is among the best floor(q_j * n) of the n values
+    recorded at that rung j (every value ever recorded there counts: trials promoted, paused, ended),
+    where q_j = levels[j] / levels[j + 1] (the seed's rule; 1/eta for geometric levels).
     The first promotable trial found is the pick. If the pick is this trial: PROMOTE, target = the
     next level, and it counts as promoted from that rung. Otherwise PAUSE.
   * a report at or above max_t COMPLETEs. A NaN at a rung STOPs the trial and is not recorded (as
@@ -28,7 +29,7 @@ factor; "loss" is the value for mode min and minus the value for mode max, so lo
 
 Cost: per rung a SortedList of all (loss, arrival, trial id) recorded there and a SortedList of its
 candidates; the best candidate is promotable iff its rank (a bisect in the first) is below
-floor(n/eta). A report or a look-up is O(log n) per rung, times the (few) rungs and brackets.
+floor(q_j * n). A report or a look-up is O(log n) per rung, times the (few) rungs and brackets.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
 
-from .base import Action, Branch, Decision, Outcome, Resume, Scheduler, StartNew
+from .base import Action, Branch, Decision, Outcome, Resume, Scheduler, StartNew, kept_count, promotion_quantiles
 from .brackets import Brackets
 
 Key = tuple[float, int, str]  # (loss: lower is better, arrival order of the report, trial id)
@@ -66,6 +67,7 @@ class PromotionAsha(Scheduler):
         super().__init__(max_t=levels[-1], mode=mode)
         self.levels = list(levels)  # the last level is max_t
         self.eta = reduction_factor
+        self.quantiles = promotion_quantiles(self.levels)  # q_j per rung below max_t
         self.sign = 1.0 if mode == "min" else -1.0
         self.brackets = Brackets(levels, reduction_factor, brackets, rung_system_per_bracket, seed)
         self.systems: list[list[_Rung]] = [[_Rung() for _ in levels[:-1]] for _ in range(self.brackets.num_systems)]
@@ -142,7 +144,8 @@ class PromotionAsha(Scheduler):
                 if reporter is not None and reporter[:2] == (system_index, rung_index):
                     if best is None or reporter[2] < best:
                         best = reporter[2]
-                if best is not None and rung.values.bisect_left(best) < math.floor(len(rung.values) / self.eta):
+                kept = kept_count(len(rung.values), self.quantiles[rung_index])
+                if best is not None and rung.values.bisect_left(best) < kept:
                     return system_index, rung_index, best
         return None
 

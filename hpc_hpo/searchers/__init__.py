@@ -24,8 +24,16 @@ def make_searcher(config: ExperimentConfig) -> Searcher:
         return BayesOptSearcher(**common, **spec.options)
     if spec.type == "kde":
         from .kde import KdeSearcher
-        levels = rung_levels(config.resource.max, config.scheduler.grace_period,
-                             config.scheduler.reduction_factor, config.scheduler.rung_levels)
-        return KdeSearcher(**common, rung_levels=levels, searcher_data=spec.searcher_data, **spec.options)
+        return KdeSearcher(**common, rung_levels=_levels(config), searcher_data=spec.searcher_data, **spec.options)
+    if spec.type == "mobster":
+        from .mobster import MobsterSearcher
+        return MobsterSearcher(**common, rung_levels=_levels(config), searcher_data=spec.searcher_data,
+                               **spec.options)
     from .genetic import GeneticSearcher
     return GeneticSearcher(**common, **spec.options)
+
+
+def _levels(config: ExperimentConfig) -> list[float]:
+    """The scheduler's rung levels (resource.max last): the budgets multi-fidelity searchers learn at."""
+    scheduler = config.scheduler
+    return rung_levels(config.resource.max, scheduler.grace_period, scheduler.reduction_factor, scheduler.rung_levels)

@@ -1,7 +1,10 @@
 """Configurations as points in the unit cube, for model-based searchers (GP, density models, genetic).
 
 Ranges map linearly (log ranges in log space) to one dimension in [0, 1]; integers own equal-width
-cells so that rounding is fair at both ends; a choice is one-hot; fixed values take no dimension.
+cells so that rounding is fair at both ends (log integers: each k owns [k - 0.5, k + 0.5] on the log
+axis, as LogRandInt draws them; qrandint: each multiple of q one equal cell); quniform and qloguniform
+decode to the nearest multiple of q, so a uniform point of the cube decodes as the domain samples and
+every decoded value is on the grid; a choice is one-hot; fixed values take no dimension.
 An inactive conditional parameter encodes as the middle of its range (all zeros for a choice),
 and decoding drops parameters whose conditions do not hold.
 """
@@ -13,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..space import Choice, Fixed, LogRandInt, LogUniform, Param, RandInt, Scalar, Space
+from ..space import Choice, Fixed, LogRandInt, LogUniform, Param, QRandInt, RandInt, Scalar, Space
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,11 @@ def _index_of(domain: Choice, value: Any) -> int:
 
 
 def _to_unit(domain: Any, value: float) -> float:
+    if isinstance(domain, QRandInt):
+        return ((value - domain.low) // domain.q + 0.5) / domain.count
     if isinstance(domain, LogRandInt):
-        low, high = math.log(domain.low), math.log(domain.high + 1)
-        return (math.log(value + 0.5) - low) / (high - low)
+        low, high = domain.log_bounds()
+        return (math.log(value) - low) / (high - low)
     if isinstance(domain, RandInt):
         return (value - domain.low + 0.5) / (domain.high - domain.low + 1)
     if isinstance(domain, LogUniform):
@@ -90,12 +95,14 @@ def _to_unit(domain: Any, value: float) -> float:
 
 def _from_unit(domain: Any, u: float) -> Scalar:
     u = min(max(u, 0.0), 1.0)
+    if isinstance(domain, QRandInt):
+        return domain.low + domain.q * min(math.floor(u * domain.count), domain.count - 1)
     if isinstance(domain, LogRandInt):
-        low, high = math.log(domain.low), math.log(domain.high + 1)
-        return int(min(max(math.floor(math.exp(low + u * (high - low))), domain.low), domain.high))
+        low, high = domain.log_bounds()
+        return domain.from_log(low + u * (high - low))
     if isinstance(domain, RandInt):
         return int(min(domain.low + math.floor(u * (domain.high - domain.low + 1)), domain.high))
-    if isinstance(domain, LogUniform):
+    if isinstance(domain, LogUniform):  # QLogUniform too: nearest() puts it on its grid
         value = math.exp(math.log(domain.low) + u * (math.log(domain.high) - math.log(domain.low)))
-        return min(max(value, domain.low), domain.high)
-    return min(max(domain.low + u * (domain.high - domain.low), domain.low), domain.high)
+        return domain.nearest(min(max(value, domain.low), domain.high))
+    return domain.nearest(min(max(domain.low + u * (domain.high - domain.low), domain.low), domain.high))

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,17 +104,20 @@ def test_search_quality_hpc_hpo_methods(tmp_path):
     # a time, each line read as printed, the run ended when the budget of 2 epochs is used. (The loop
     # is the same for every method; both hpc_hpo methods on the train_mlp space are checked in-process
     # by test_search_quality_methods_on_the_mlp_space.)
-    run("search_quality.py", "--problems", "branin", "mlp", "--seeds", "2", "--budget", "60", "--mlp-seeds", "1",
-        "--mlp-budget", "2", "--mlp-methods", "hpc-random-asha", "--peers", "none", "--out", str(out), "--json",
-        str(raw), "--png", str(tmp_path / "q.png"))
+    run("search_quality.py", "--problems", "branin", "hartmann6", "mlp", "--seeds", "2", "--budget", "60",
+        "--mlp-seeds", "1", "--mlp-budget", "2", "--mlp-methods", "hpc-random-asha", "--peers", "none", "--out",
+        str(out), "--json", str(raw), "--png", str(tmp_path / "q.png"), timeout=240)
     results = json.loads(raw.read_text())
-    branin = [r for r in results if r["problem"] == "branin"]
-    assert {(r["method"], r["seed"]) for r in branin} == {(m, s) for m in ("hpc-random-asha", "hpc-kde-asha")
-                                                          for s in (0, 1)}
-    for r in branin:
-        assert r["resource"][-1] == 60 and r["trials"] > 4, "the budget is spent, over several trials"
-        assert all(a >= b for a, b in zip(r["best"], r["best"][1:])), "best so far never gets worse"
-        assert r["regret"] >= 0 and r["best"][-1] >= common.BRANIN_MIN
+    hpc_methods = ("hpc-random-asha", "hpc-kde-asha", "hpc-mobster-asha")
+    import search_quality
+    for problem in ("branin", "hartmann6"):
+        synthetic = [r for r in results if r["problem"] == problem]
+        assert {(r["method"], r["seed"]) for r in synthetic} == {(m, s) for m in hpc_methods for s in (0, 1)}
+        minimum = search_quality.SIMULATED[problem].minimum
+        for r in synthetic:
+            assert r["resource"][-1] == 60 and r["trials"] > 4, "the budget is spent, over several trials"
+            assert all(a >= b for a, b in zip(r["best"], r["best"][1:])), "best so far never gets worse"
+            assert r["regret"] >= 0 and r["best"][-1] >= minimum
     mlp = [r for r in results if r["problem"] == "mlp"]
     assert [r["method"] for r in mlp] == ["hpc-random-asha"], mlp
     assert all(0 <= r["best"][-1] < 0.9 and r["wall"][-1] > 0 for r in mlp), mlp
@@ -124,8 +128,17 @@ def test_search_quality_hpc_hpo_methods(tmp_path):
             assert all(log["spawn"] < t <= log["end"] for t in log["reports"]), log
         assert sorted(t for log in r["trial_log"] for t in log["reports"]) == r["wall"], "every line was read"
     text = section(out, "search-quality")
-    branin_text, mlp_text = text.split("### train_mlp.py", 1)
-    assert "| hpc_hpo random + ASHA | 2 |" in branin_text and "| hpc_hpo KDE + ASHA | 2 |" in branin_text
+    synthetic_text, mlp_text = text.split("### train_mlp.py", 1)
+    branin_text, hartmann_text = synthetic_text.split("### Multi-fidelity Hartmann-6", 1)
+    for problem_text in (branin_text, hartmann_text):
+        assert "| hpc_hpo random + ASHA | 2 |" in problem_text and "| hpc_hpo KDE + ASHA | 2 |" in problem_text
+        assert "| hpc_hpo MOBSTER + ASHA | 2 |" in problem_text
+        assert "| share of the budget to reach hpc_hpo random + ASHA's final best loss, median [IQR] |" in problem_text
+    for problem in ("branin", "hartmann6"):
+        # The baseline's best seed reaches the baseline's median final best loss within the budget.
+        baseline = [r for r in results if r["problem"] == problem and r["method"] == search_quality.BASELINE]
+        target = search_quality.baseline_target(results, problem)
+        assert min(search_quality.resource_to_reach(r, target) for r in baseline) <= 60
     assert "| hpc_hpo random + ASHA | 1 |" in mlp_text and "KDE" not in mlp_text.split("Where the wall", 1)[0]
     breakdown = mlp_text.split("Where the wall time went", 1)[1]
     assert "| start-up s per trial |" in breakdown and "wall s less start-ups / 2 |" in breakdown
@@ -136,7 +149,7 @@ def test_search_quality_methods_on_the_mlp_space():
     """hpc_hpo's methods as search_quality.py drives them, on train_mlp's space (a choice, a log-int and
     two log-uniform parameters), long enough for the KDE searcher to sample from its model."""
     import search_quality
-    for name in ("hpc-random-asha", "hpc-kde-asha"):
+    for name in ("hpc-random-asha", "hpc-kde-asha", "hpc-mobster-asha"):
         method, stops = search_quality.make_method(name, "mlp", 0), 0
         for _ in range(40):
             tid, config = method.new_trial()
@@ -151,6 +164,31 @@ def test_search_quality_methods_on_the_mlp_space():
         assert stops > 20, f"{name}: ASHA stops most of 40 trials early"
         if name == "hpc-kde-asha":
             assert method.searcher.model_budget() is not None, "the last configs came from the KDE model"
+        if name == "hpc-mobster-asha":
+            assert method.searcher.fits, "the last configs came from the GP"
+
+
+def test_search_quality_measures_the_resource_to_reach_the_baselines_final_best():
+    import search_quality
+    run_a = {"resource": [1, 2, 3, 4], "best": [5.0, 3.0, 2.0, 1.0]}
+    run_b = {"resource": [1, 2, 3, 4], "best": [9.0, 9.0, 9.0, 9.0]}
+    assert search_quality.resource_to_reach(run_a, 2.5) == 3.0
+    assert search_quality.resource_to_reach(run_b, 2.5) == math.inf
+    assert search_quality.share_text([2.0, 4.0, math.inf], 4) == "1.00 [0.75, >1]"
+    results = [{"problem": "p", "method": search_quality.BASELINE, "best": [b]} for b in (3.0, 1.0, 2.0)]
+    assert search_quality.baseline_target(results, "p") == 2.0 and search_quality.baseline_target(results, "q") is None
+
+
+def test_search_quality_hartmann6_has_its_known_minimum_and_a_fading_bias():
+    import search_quality
+    optimum = dict(zip([f"x{i}" for i in range(1, 7)], [0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573]))
+    assert abs(search_quality.hartmann6(optimum) - search_quality.HARTMANN6_MIN) < 1e-4
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        config = {f"x{i}": float(rng.random()) for i in range(1, 7)}
+        assert search_quality.hartmann6(config) >= search_quality.HARTMANN6_MIN
+        biases = [search_quality.hartmann6_mf(config, r) - search_quality.hartmann6(config) for r in (1, 3, 27)]
+        assert 0.5 - 1e-12 <= biases[0] <= 1.5 + 1e-12 and biases[0] > biases[1] > biases[2] > 0
 
 
 def test_search_quality_interleaves_the_train_mlp_runs():

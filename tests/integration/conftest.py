@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from collections import Counter
 import os
 import subprocess
 import sys
@@ -128,3 +129,55 @@ def check_nothing_lost_or_doubled(experiment: Path, rows: list[dict[str, str]], 
         assert {r for r in written if r <= seen} == set(exported), f"trial {trial_id}: reports lost"
         if decisions.get(trial_id) != "stop":
             assert seen == max_resource, f"trial {trial_id} ended at {seen} without being stopped"
+
+
+def oracle_disagreements(config_path: Path, events: list[dict[str, Any]]) -> list[str]:
+    """Feed the journal's events to a fresh scheduler in journal order; list every report whose journaled
+    decision differs from the one the scheduler takes."""
+    from hpc_hpo.config import load_config
+    from hpc_hpo.schedulers import make_scheduler
+    from hpc_hpo.schedulers.base import Resume, StartNew
+    scheduler = make_scheduler(load_config(config_path))
+    wrong = []
+    for event in events:
+        kind, trial_id = event["type"], event.get("trial_id", "")
+        if kind == "trial_created":
+            scheduler.on_trial_created(trial_id, event["config"])
+            scheduler.on_start(trial_id, StartNew(target=event["target"], bracket=event.get("bracket", 0)))
+        elif kind == "trial_resumed":
+            scheduler.on_start(trial_id, Resume(trial_id, event["resume_from"], event["target"]))
+        elif kind == "report":
+            decision = scheduler.on_report(trial_id, float(event["resource"]), float(event["value"])).decision.value
+            if decision != event["decision"]:
+                wrong.append(f"{trial_id}@{event['resource']}: journal {event['decision']}, oracle {decision}")
+        elif kind == "trial_paused":
+            scheduler.on_paused(trial_id)
+        elif kind == "trial_ended":
+            scheduler.on_trial_end(trial_id)
+    return wrong
+
+
+def check_shared_journal(config_path: Path, final_states: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The end state of an experiment several drivers ran (README \"Elastic experiments\"): no trial id twice, no
+    promotion twice, no trial ended twice, the decisions a single scheduler takes in the journal's order, one
+    experiment end, and every trial in one of `final_states`."""
+    from hpc_hpo.journal import read_events
+    events = read_events(config_path.parent / "exp" / "journal.jsonl")
+    created = Counter(e["trial_id"] for e in events if e["type"] == "trial_created")
+    assert created and max(created.values()) == 1, f"a trial id was created twice: {created.most_common(3)}"
+    promoted = Counter((e["trial_id"], e["resume_from"]) for e in events if e["type"] == "trial_resumed")
+    assert not promoted or max(promoted.values()) == 1, f"a trial was promoted twice from one rung: {promoted}"
+    ended = Counter(e["trial_id"] for e in events if e["type"] == "trial_ended")
+    assert not ended or max(ended.values()) == 1, f"a trial ended twice: {ended.most_common(3)}"
+    assert oracle_disagreements(config_path, events) == []
+    exported = {(row["trial_id"], float(row["resource"])): row["decision"]
+                for row in read_export(config_path.parent)}
+    journaled = {(e["trial_id"], float(e["resource"])): e["decision"] for e in events if e["type"] == "report"}
+    assert exported == journaled, "the export's decisions differ from the journal's"
+    assert sum(e["type"] == "experiment_ended" for e in events) == 1
+    result = cli("status", str(config_path.parent / "exp"), cwd=config_path.parent)
+    states = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()
+              if line[:4].isdigit() and len(line.split()) > 1}
+    assert set(states) == set(created), result.stdout
+    assert set(states.values()) <= set(final_states), result.stdout
+    return events

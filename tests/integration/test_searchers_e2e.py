@@ -89,3 +89,19 @@ def test_kde_searcher_runs_under_asha_and_proposes_valid_configs(tmp_path: Path)
     created = [e["config"] for e in journal(tmp_path) if e["type"] == "trial_created"]
     assert len(created) == 14 and all(in_space(c) for c in created)
     assert len({(c["x"], c["shape"]) for c in created}) == 14, "a config was proposed twice"
+
+
+def test_mobster_searcher_runs_under_asha_and_proposes_distinct_valid_configs(tmp_path: Path) -> None:
+    config = synthetic_config(tmp_path, params=PARAMS, resource={"name": "epoch", "max": 3},
+                              scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 3},
+                              searcher={"type": "mobster", "seed": 2, "num_init_random": 3, "num_candidates": 100},
+                              budget={"max_trials": 10},
+                              execution={"num_parallel_evals": 2, "poll_interval": 0.05})
+    result = cli("run", str(write_config(tmp_path, config)), cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    events = journal(tmp_path)
+    created = [e["config"] for e in events if e["type"] == "trial_created"]
+    assert len(created) == 10 and all(in_space(c) for c in created)
+    assert len({(c["x"], c["shape"]) for c in created}) == 10, "a config was proposed twice"
+    # Model-based suggestions came after reports at rung levels 1 and 3 existed.
+    assert {e["resource"] for e in events if e["type"] == "report"} >= {1, 3}

@@ -37,6 +37,8 @@ def _integration_helpers() -> Any:
 _helpers = _integration_helpers()
 kill_restart_cycles, check_nothing_lost_or_doubled = _helpers.kill_restart_cycles, _helpers.check_nothing_lost_or_doubled
 read_export = _helpers.read_export
+check_shared_journal, oracle_disagreements = _helpers.check_shared_journal, _helpers.oracle_disagreements
+DRIVER_PBS = REPO / "slurm_templates" / "driver.pbs"
 
 
 class Standin:
@@ -134,3 +136,12 @@ def driver_env(env: dict[str, str]) -> dict[str, str]:
 def launches(tmp_path: Path) -> list[dict[str, Any]]:
     """What the stand-in launchers recorded: the hosts of each run they started, and when it ran."""
     return [json.loads(p.read_text()) for p in (tmp_path / "exp" / "trials").glob("*/launch.*.json")]
+
+
+def hpc_hpo_command(tmp_path: Path) -> Path:
+    """An `hpc-hpo` for job scripts (HPC_HPO in driver.pbs) that runs this checkout with this Python."""
+    script = tmp_path / "hpc-hpo"
+    script.write_text(f'#!/bin/sh\nexport PYTHONPATH="{REPO}${{PYTHONPATH:+:$PYTHONPATH}}"\n'
+                      f'exec {sys.executable} -m hpc_hpo.cli "$@"\n')
+    script.chmod(0o755)
+    return script

@@ -77,3 +77,17 @@ def test_slurm_utilisation_tiny(tmp_path):
         r = results[name]
         assert cells[1:3] == [str(r["trials"]), str(r["runs"])]
         assert re.fullmatch(r"\d+\.\d%", cells[7]) and float(cells[7][:-1]) == pytest.approx(100 * r["utilisation"], abs=0.06)
+
+
+def test_elastic_drivers_tiny(tmp_path):
+    out, raw = tmp_path / "benchmarks.md", tmp_path / "raw.json"
+    run("elastic_drivers.py", "--drivers", "1", "4", "--max-time", "12", "--base", "0.3", "--out", str(out),
+        "--json", str(raw))
+    results = json.loads(raw.read_text())
+    text = section(out, "elastic-drivers")
+    assert "Measured" in text and "| 4 |" in text
+    assert results["4"]["drivers_seen"] == 4, "not every element of the array joined"
+    for drivers in ("1", "4"):
+        latency = results[drivers]["latency_ms"]
+        assert latency["total"]["n"] > 0 and 0 <= latency["lock_wait"]["median"] <= latency["total"]["p99"]
+        assert 0 < results[drivers]["utilisation"] <= 1

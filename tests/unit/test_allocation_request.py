@@ -192,7 +192,7 @@ class _Run:
         self.reports, self.finishes = reports, finishes
 
     def run(self) -> ExperimentState:
-        self.state.rows = [None] * self.reports.pop(0)  # type: ignore[list-item]
+        self.state.num_reports = self.reports.pop(0)
         self.state.finished = self.finishes and not self.reports
         return self.state
 

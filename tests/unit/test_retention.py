@@ -60,3 +60,17 @@ def test_no_snapshot_goes_while_a_trial_may_still_start_from_nothing() -> None:
     state = experiment({"0000": ("paused", 0.5, 4), "0001": ("running", 0.4, 4)})
     assert snapshots_to_drop(state, "resumable", {"0000": [2.0]}, new_trials_may_start=True) == []
     assert snapshots_to_drop(state, "resumable", {"0000": [2.0]}, new_trials_may_start=False) == [("0000", 2.0)]
+
+
+def test_with_several_objectives_no_checkpoint_is_dropped() -> None:
+    """The best of several objectives is a front, not the keep_best of the first one: nothing may go."""
+    from hpc_hpo.retention import checkpoints_to_drop
+    from hpc_hpo.state import COMPLETED, ExperimentState, TrialState
+    state = ExperimentState(mode="min", objectives=["loss", "ms"], modes=["min", "min"])
+    for i in range(5):
+        state.trials[f"{i:04d}"] = TrialState(f"{i:04d}", i, {}, state=COMPLETED, best_value=float(i))
+    present = set(state.trials)
+    assert checkpoints_to_drop(state, "resumable", 1, final=True, present=present) == set()
+    assert checkpoints_to_drop(state, "best", 1, final=True, present=present) == set()
+    state.objectives, state.modes = [], []
+    assert checkpoints_to_drop(state, "best", 1, final=True, present=present) == present - {"0000"}

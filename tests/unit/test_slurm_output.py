@@ -238,3 +238,16 @@ def test_the_exit_marker_ends_a_job_without_asking_slurm(tmp_path, monkeypatch):
     statuses = backend.poll(["301", "302"])
     assert statuses["301"].exit_code == 3 and statuses["302"].state == RUNNING
     assert recorded.calls[0][0] == "squeue" and "--jobs=302" in recorded.calls[0]
+
+
+def test_the_first_array_element_reads_its_own_record_not_the_whole_array() -> None:
+    """`scontrol show job -d 1279` for the first element of array 1279 shows every element; each driver of a job
+    array (README "Elastic experiments") must book only its own allocation's CPUs and GPUs."""
+    from hpc_hpo.backends.slurm_output import job_record, parse_job_resources
+    text = ("JobId=1280 ArrayJobId=1279 ArrayTaskId=2 JobName=wrap\n"
+            "     Nodes=n2 CPU_IDs=1 Mem=200 GRES=gpu:1(IDX:1)\n\n"
+            "JobId=1279 ArrayJobId=1279 ArrayTaskId=1 JobName=wrap\n"
+            "     Nodes=n1 CPU_IDs=0 Mem=200 GRES=gpu:1(IDX:0)\n\n")
+    own = parse_job_resources(job_record(text, "1279"))
+    assert [(g.nodes, g.cpus, g.gpus) for g in own] == [("n1", 1, 1)]
+    assert [g.nodes for g in parse_job_resources(job_record(text, "1280"))] == ["n2"]

@@ -76,20 +76,21 @@ def test_loguniform_median_near_log_midpoint():
 
 
 def test_lograndint_skews_low():
-    """LogRandInt(1, 100): P(v >= 51) = ln(101/51) / ln(101) ~ 0.148, so most values lie below 50.5."""
+    """LogRandInt(1, 100): P(v >= 51) = ln(100.5/50.5) / ln(100.5/0.5) ~ 0.130, so most values lie below 50.5."""
     values = draws(LogRandInt(1, 100))
     below = sum(v < 50.5 for v in values)
     above = sum(v > 50.5 for v in values)
     assert below > above
-    p = math.log(101 / 51) / math.log(101)
+    p = math.log(100.5 / 50.5) / math.log(100.5 / 0.5)
     assert abs(above / N - p) < 4 * math.sqrt(p * (1 - p) / N)
 
 
 def test_lograndint_each_integer_owns_its_log_interval():
-    """P(k) = ln((k+1)/k) / ln(high+1 / low): for LogRandInt(1, 3), P(1) = ln2/ln4 = 1/2, P(2) = ln(3/2)/ln4."""
+    """Syne Tune's rule: P(k) = ln((k+0.5)/(k-0.5)) / ln((high+0.5)/(low-0.5)): for LogRandInt(1, 3),
+    P(1) = ln3/ln7, P(2) = ln(5/3)/ln7, P(3) = ln(7/5)/ln7."""
     n = 10000
     counts = Counter(draws(LogRandInt(1, 3), n=n))
-    expected = {1: 0.5, 2: math.log(1.5) / math.log(4), 3: math.log(4 / 3) / math.log(4)}
+    expected = {1: math.log(3) / math.log(7), 2: math.log(5 / 3) / math.log(7), 3: math.log(7 / 5) / math.log(7)}
     for k, p in expected.items():
         assert abs(counts[k] / n - p) < 4 * math.sqrt(p * (1 - p) / n), (k, counts)
 

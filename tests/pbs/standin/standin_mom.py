@@ -13,14 +13,38 @@ POLL_S = 0.05
 
 
 def job_environment(job: dict) -> dict[str, str]:
-    """What PBS gives a job: a login-like environment, the -v variables and PBS's own."""
-    env = {name: os.environ[name] for name in ("HOME", "USER", "LOGNAME", "PATH", "LANG") if name in os.environ}
+    """What PBS gives a job: a login-like environment, the -v variables and PBS's own. PBS_STANDIN_DIR
+    too: the stand-in commands inside the job reach this server by it (as pbs.conf leads real ones)."""
+    env = {name: os.environ[name] for name in ("HOME", "USER", "LOGNAME", "PATH", "LANG", "PBS_STANDIN_DIR")
+           if name in os.environ}
     nodefile = server.state_dir() / f"{job['sequence']}.nodes"
-    nodefile.write_text(f"{os.uname().nodename}\n")
+    count = server.config()["nodefile_hosts"]
+    name = job["sequence"].replace("[", "-").rstrip("]")  # 123[4] -> cn123-4-h1, ...
+    hosts = [f"cn{name}-h{k}" for k in range(1, count + 1)] if count else [os.uname().nodename]
+    nodefile.write_text("".join(f"{host}\n" for host in hosts))
     env.update(job["variables"])
     env.update(PBS_JOBID=job["id"], PBS_JOBNAME=job["Job_Name"], PBS_NODEFILE=str(nodefile),
                PBS_ENVIRONMENT="PBS_BATCH", PBS_QUEUE=job["queue"], PBS_O_QUEUE=job["queue"])
+    if "array_id" in job:
+        env.update(PBS_ARRAY_INDEX=str(job["array_index"]), PBS_ARRAY_ID=job["array_id"])
     return env
+
+
+def wait_for_dependencies(sequence: str) -> bool:
+    """A held job (-W depend) waits until every job it names has ended; False if it was deleted meanwhile."""
+    while True:
+        with server.locked():
+            job = server.read_job(sequence)
+            if job is None or job["job_state"] == "F":
+                return False
+            if job["job_state"] != "H":
+                return True
+            others = (server.read_job(key) for key in job.get("depends_on", []))
+            if all(other is None or server.with_derived_state(other)["job_state"] == "F" for other in others):
+                job["job_state"] = "Q"
+                server.write_job(job)
+                return True
+        time.sleep(POLL_S)
 
 
 def trigger(job: dict, kind: str) -> float | None:
@@ -84,6 +108,8 @@ def watch(sequence: str, process: subprocess.Popen) -> str:
 
 
 def main(sequence: str) -> None:
+    if not wait_for_dependencies(sequence):
+        return
     time.sleep(0.1)  # a moment in the queue, as the scheduler would take
     while True:
         process = start(sequence)

@@ -15,6 +15,21 @@ The directory is $PBS_STANDIN_DIR; config.json there sets the server's behaviour
   vanish        {"<job name suffix>": seconds}: the job is killed and forgotten, history and all
   stuck_delete  qdel without -W force does not reach the job (an unreachable MoM)
   kill_delay    seconds between qdel's SIGTERM and SIGKILL                  default 2
+  nodefile_hosts  N: each job's PBS_NODEFILE lists N made-up hosts, cn<job key>-h<k> (the jobs still run
+                here; the stand-in launchers in ../launchers only record the hosts)  default: this host once
+
+Job arrays (qsub -J start-end[:step]) are kept as real PBS shows them: qsub prints the array's id,
+`<seq>[].standin`; every subjob is a job of its own, `<seq>[<i>].standin`, run by its own mom with
+PBS_ARRAY_INDEX=<i> and PBS_ARRAY_ID=<seq>[].standin. The array's record holds no process: its
+state is derived from its subjobs' (Q while all wait, B while any runs, F once all ended), qdel of
+the array deletes every subjob, and qselect lists the array, not its subjobs (as without -J/-t).
+Simplified: subjobs all start at once (no max_run_subjobs, no scheduling), qstat -t is not there.
+
+Dependencies (-W depend=after*:id[:id...]) hold the job until every job named has ended; the type
+is not looked at (an afterok job runs after a failure too) and a dependency on a job the server does
+not know is ignored. As OpenPBS does (depend_on_que: PBSE_IVALREQ), one on a subjob is refused: only
+a whole array (<seq>[]) or a plain job can be depended on. #PBS lines in the script are not read:
+only options on the qsub command line count.
 """
 from __future__ import annotations
 
@@ -45,7 +60,7 @@ def config() -> dict[str, Any]:
     except (OSError, ValueError):
         data = {}
     return {"history": True, "name_max": 236, "qsub_fail": None, "requeue": {}, "vanish": {},
-            "stuck_delete": False, "kill_delay": 2.0, "requeue_hold": 2.0, **data}
+            "stuck_delete": False, "kill_delay": 2.0, "requeue_hold": 2.0, "nodefile_hosts": None, **data}
 
 
 @contextmanager
@@ -96,7 +111,34 @@ def next_sequence() -> str:
 
 
 def sequence_of(job_id: str) -> str:
+    """The key of a job's record: its id without the server, `123`, `123[]` (an array) or `123[4]` (a subjob)."""
     return job_id.split(".", 1)[0]
+
+
+def _order(key: str) -> tuple[int, int]:
+    """Jobs by sequence number; an array before its subjobs, the subjobs by index."""
+    number, _, index = key.partition("[")
+    index = index.rstrip("]")
+    return int(number), int(index) if index else -1
+
+
+def subjobs(array: dict[str, Any]) -> list[dict[str, Any]]:
+    """The subjob records of an array's record (those the server still knows)."""
+    found = (read_job(f"{array['number']}[{index}]") for index in array["indices"])
+    return [job for job in found if job is not None]
+
+
+def array_state(array: dict[str, Any]) -> str:
+    """An array's state from its subjobs': Q while all wait, F once all ended, B (begun) in between."""
+    states = {job["job_state"] for job in subjobs(array)}
+    if not states or states == {"F"}:
+        return "F"
+    return "Q" if states <= {"Q", "H"} else "B"
+
+
+def with_derived_state(job: dict[str, Any]) -> dict[str, Any]:
+    """The record as qstat shows it: an array's state derived from its subjobs."""
+    return {**job, "job_state": array_state(job)} if job.get("indices") is not None else job
 
 
 def finish(job: dict[str, Any], exit_status: int | None) -> None:
@@ -121,8 +163,8 @@ def signal_job(job: dict[str, Any], sig: signal.Signals) -> None:
 
 def all_jobs() -> list[dict[str, Any]]:
     jobs = []
-    for path in sorted((state_dir() / "jobs").glob("*.json"), key=lambda p: int(p.stem)):
+    for path in sorted((state_dir() / "jobs").glob("*.json"), key=lambda p: _order(p.stem)):
         job = read_job(path.stem)
         if job is not None:
-            jobs.append(job)
+            jobs.append(with_derived_state(job))
     return jobs

@@ -1,0 +1,41 @@
+"""`hpc-hpo plan` against real runs: its simulated resource (median over simulation seeds) within 15% of
+what real runs of the same config spend (median over searcher seeds). The fast synthetic trial program
+keeps it affordable; docs/benchmarks.md ("hpc-hpo plan against real runs") does the same for the
+quickstart."""
+from __future__ import annotations
+
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+
+from conftest import cli, synthetic_config, write_config
+
+from hpc_hpo.state import load_state
+
+SEEDS = range(5)
+
+
+def spent_by_real_run(tmp_path: Path, seed: int, **overrides) -> float:
+    config = synthetic_config(tmp_path, experiment_dir=str(tmp_path / f"exp{seed}"),
+                              searcher={"type": "random", "seed": seed}, **overrides)
+    result = cli("run", str(write_config(tmp_path, config, f"exp{seed}.yaml")), "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return sum(t.last_resource or 0 for t in load_state(tmp_path / f"exp{seed}").trials.values())
+
+
+def planned(tmp_path: Path, **overrides) -> float:
+    path = write_config(tmp_path, synthetic_config(tmp_path, **overrides), "planned.yaml")
+    result = cli("plan", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return float(re.search(r"resource spent +median (\S+)", result.stdout)[1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheduler", [{"type": "asha"}, {"type": "promotion"}])
+def test_plan_predicts_the_resource_real_runs_spend(tmp_path: Path, scheduler: dict) -> None:
+    overrides = {"scheduler": scheduler, "budget": {"max_trials": 24}}
+    real = statistics.median(spent_by_real_run(tmp_path, seed, **overrides) for seed in SEEDS)
+    plan = planned(tmp_path, **overrides)
+    assert abs(plan - real) <= 0.15 * real, f"plan {plan}, real runs {real}"
