@@ -34,6 +34,19 @@ def finish(drivers: list[subprocess.Popen[str]], timeout: float = 240) -> list[t
     return out
 
 
+def one_joined_driver(tmp_path: Path) -> tuple[Path, subprocess.Popen[str]]:
+    """A joined driver of a few slow trials, once its member file is there."""
+    config = write_config(tmp_path, synthetic_config(
+        tmp_path, params={"x": {"type": "uniform", "low": 0.0, "high": 1.0}, "shape": "slow", "epochs": 9,
+                          "sleep": 0.3}, budget={"max_trials": 4}, execution={"num_parallel_evals": 2}))
+    joined = start_driver(config, "--join")
+    members = tmp_path / "exp" / "drivers"
+    deadline = time.monotonic() + 30
+    while not any(members.glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return config, joined
+
+
 def drivers_of(events: list[dict[str, Any]]) -> set[str]:
     return {e["driver"] for e in events if e["type"] == "trial_started" and "driver" in e}
 
@@ -103,14 +116,7 @@ def test_joining_with_another_space_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_lone_driver_is_refused_while_joined_drivers_run(tmp_path: Path) -> None:
-    config = write_config(tmp_path, synthetic_config(
-        tmp_path, params={"x": {"type": "uniform", "low": 0.0, "high": 1.0}, "shape": "slow", "epochs": 9,
-                          "sleep": 0.3}, budget={"max_trials": 4}, execution={"num_parallel_evals": 2}))
-    joined = start_driver(config, "--join")
-    members = tmp_path / "exp" / "drivers"
-    deadline = time.monotonic() + 30
-    while not any(members.glob("*.json")) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    config, joined = one_joined_driver(tmp_path)
     alone = cli("run", str(config), cwd=tmp_path)
     status = cli("status", str(tmp_path / "exp"), cwd=tmp_path)
     finish([joined])
@@ -159,14 +165,7 @@ def test_a_stalled_driver_loses_its_trials_and_writes_nothing_when_it_comes_back
 
 def test_status_says_whether_drivers_run_the_experiment(tmp_path: Path) -> None:
     """What driver.sbatch and driver.pbs ask before chaining a next allocation (README "Elastic experiments")."""
-    config = write_config(tmp_path, synthetic_config(
-        tmp_path, params={"x": {"type": "uniform", "low": 0.0, "high": 1.0}, "shape": "slow", "epochs": 9,
-                          "sleep": 0.3}, budget={"max_trials": 4}, execution={"num_parallel_evals": 2}))
-    joined = start_driver(config, "--join")
-    members = tmp_path / "exp" / "drivers"
-    deadline = time.monotonic() + 30
-    while not any(members.glob("*.json")) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    config, joined = one_joined_driver(tmp_path)
     running = cli("status", str(tmp_path / "exp"), "--has-drivers", cwd=tmp_path)
     finish([joined])
     after = cli("status", str(tmp_path / "exp"), "--has-drivers", cwd=tmp_path)
