@@ -7,6 +7,7 @@ the peers' virtualenv (benchmarks/.venv-peers, made by benchmarks/peers.sh).
 """
 from __future__ import annotations
 
+import argparse
 import bisect
 import datetime
 import json
@@ -90,6 +91,14 @@ def command_line() -> str:
     """The command as typed from the repository root."""
     script = os.path.relpath(sys.argv[0], REPO)
     return "python " + " ".join(shlex.quote(a) for a in [script] + sys.argv[1:])
+
+
+def add_live_output_options(parser: argparse.ArgumentParser) -> None:
+    """Where a live benchmark writes its section, its raw results and its experiment directories."""
+    parser.add_argument("--out", type=Path, default=DOCS)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--dir", help="where the experiment directories go (default: the system's temp dir)")
+    parser.add_argument("--keep", help="copy each experiment directory under this directory")
 
 
 def header(command: str, peer_versions: dict[str, str] | None) -> list[str]:

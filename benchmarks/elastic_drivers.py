@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DOCS, command_line, header, publish  # noqa: E402
+from common import add_live_output_options, command_line, header, publish  # noqa: E402
 from slurm_utilisation import account, assign_slots, config, env, read_runs, slurm_version  # noqa: E402
 
 SLOTS = 16  # 4 nodes x 4 GPUs (the cluster's gres.conf)
@@ -117,10 +117,7 @@ def main() -> None:
     parser.add_argument("--max-time", type=float, default=90.0, help="budget.max_time (s)")
     parser.add_argument("--poll-interval", type=float, default=None)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=DOCS)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--dir", help="where the experiment directories go (default: the system's temp dir)")
-    parser.add_argument("--keep", help="copy each experiment directory under this directory")
+    add_live_output_options(parser)
     args = parser.parse_args()
     head = header(command_line(), None)
     head = [f"Peers: none (the reference is one driver holding the same GPUs); {slurm_version()}, the project's "

@@ -39,7 +39,7 @@ from hpc_hpo.schedulers import rung_levels
 from hpc_hpo.schedulers.brackets import hyperband_sizes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DOCS, REPO, command_line, header, load_average, publish  # noqa: E402
+from common import REPO, add_live_output_options, command_line, header, load_average, publish  # noqa: E402
 
 PROGRAM = REPO / "benchmarks" / "programs" / "sleep_trial.py"
 NODES = 4
@@ -341,10 +341,7 @@ def main() -> None:
     parser.add_argument("--poll-interval", type=float, default=None,
                         help="execution.poll_interval (default: hpc_hpo's own default)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=DOCS)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--dir", help="where the experiment directories go (default: the system's temp dir)")
-    parser.add_argument("--keep", help="copy each experiment directory under this directory")
+    add_live_output_options(parser)
     args = parser.parse_args()
     command = command_line()
     head = header(command, None)

@@ -10,20 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hpc_hpo.journal import make_event
-from hpc_hpo.state import ExperimentState, NewBest, TrialState
-
-
-def scanned_best(state: ExperimentState) -> TrialState | None:
-    """best_trial() as it was: a scan of every trial, in creation order."""
-    best = None
-    for trial in state.trials.values():
-        if trial.best_value is None:
-            continue
-        if best is None or state.is_better(trial.best_value, best.best_value) or (
-                trial.best_value == best.best_value
-                and (trial.best_resource or 0) > (best.best_resource or 0)):
-            best = trial
-    return best
+from hpc_hpo.state import ExperimentState, NewBest, TrialState, scan_best
 
 
 # Few distinct values and resources, so that ties (of value, and of value and resource) are frequent.
@@ -54,8 +41,8 @@ def test_the_kept_best_is_the_scanned_best(mode, steps, first_ask, shuffled_inde
             state.apply(make_event("report", f"{trial:04d}", resource=resource, value=value, elapsed_s=1.0,
                                    decision="continue"))
         if number >= first_ask or step == "ask":  # asked from some point on: from then on it is kept, not scanned
-            assert state.best_trial() is scanned_best(state)
-    assert state.best_trial() is scanned_best(state)
+            assert state.best_trial() is scan_best(state)
+    assert state.best_trial() is scan_best(state)
 
 
 def test_a_tie_of_value_and_resource_goes_to_the_trial_created_first():
