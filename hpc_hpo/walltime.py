@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import statistics
+from collections import OrderedDict
 from typing import Iterable, Sequence
 
 
@@ -35,6 +36,27 @@ def typical_pace(paces: Iterable[float]) -> float | None:
     """The experiment's median pace, for runs that have not measured their own."""
     known = [p for p in paces if p > 0]
     return statistics.median(known) if known else None
+
+
+class RecentPaces:
+    """Each run's latest pace, for the runs measured most recently. A bounded set keeps the typical pace
+    (a median, taken at every launch inside an allocation with an end) cheap in an experiment of 100,000
+    trials, and follows what runs now rather than what ran hours ago."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self.limit = limit
+        self._paces: OrderedDict[str, float] = OrderedDict()
+
+    def record(self, trial_id: str, seconds_per_unit: float) -> None:
+        self._paces[trial_id] = seconds_per_unit
+        self._paces.move_to_end(trial_id)
+        if len(self._paces) > self.limit:
+            self._paces.popitem(last=False)
+
+    def of(self, trial_id: str | None) -> float | None:
+        """The run's own pace when it was measured recently, else the typical pace."""
+        own = self._paces.get(trial_id or "")
+        return own if own else typical_pace(self._paces.values())
 
 
 def stage_end(levels: Sequence[float], max_t: float, from_resource: float, target: float | None) -> float:

@@ -39,7 +39,7 @@ class AllocationEnd:
             return True
         start = plan.resume_from if isinstance(plan, (Resume, Branch)) else 0.0
         until = walltime.stage_end(self.levels, self.config.resource.max, start, plan.target)
-        pace = self.paces.get(trial_id or "") or walltime.typical_pace(self.paces.values())
+        pace = self.paces.of(trial_id)
         whole_run = (self.allocation_end or 0) - self.run_started
         return walltime.stage_fits(pace, start, until, left, whole_run)
 
@@ -55,7 +55,7 @@ class AllocationEnd:
         pace = walltime.pace(live.launched_at, live.from_resource, time.time(), resource)
         if pace is None:
             return
-        self.paces[live.trial.trial_id] = pace
+        self.paces.record(live.trial.trial_id, pace)
         left = self._seconds_left()
         if left is None or live.run_over is not None or live.interrupt_asked or self.stop_reason is not None:
             return

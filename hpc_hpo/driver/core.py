@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..backends import EXITED, Backend, JobStatus, LaunchSpec
+from .. import walltime
 from ..backends.base import SubmitLater
 from ..config import ExperimentConfig
 from ..errors import HpoError
@@ -97,7 +98,7 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests, Joining):
         # trial's latest run, and whether a stage was held back this sweep because it would not fit.
         self.allocation_end: float | None = None
         self.allocation_checked = float("-inf")
-        self.paces: dict[str, float] = {}
+        self.paces = walltime.RecentPaces()
         self.held_for_end = False
         spec = config.scheduler
         # A submit limit was hit: when to try again, and how many refusals in a row (the pause doubles).

@@ -65,3 +65,17 @@ def test_a_trial_is_asked_to_pause_when_the_report_after_next_would_be_too_late(
 def test_non_ascii_digits_are_no_duration_in_batch_output(text: str) -> None:
     """isdigit() takes them, int() may not: every reader of a clock duration says None instead of crashing."""
     assert parse_time_left(text) is None and parse_walltime(text) is None
+
+
+def test_recent_paces_give_a_run_its_own_pace_else_the_median_of_the_recent_runs() -> None:
+    paces = walltime.RecentPaces(limit=3)
+    assert paces.of("0") is None  # nothing measured: nothing to judge by
+    for trial_id, pace in [("0", 10.0), ("1", 1.0), ("2", 2.0)]:
+        paces.record(trial_id, pace)
+    assert paces.of("1") == 1.0
+    assert paces.of("9") == 2.0  # median of 10, 1, 2
+    paces.record("0", 3.0)  # a run's latest pace replaces its earlier one
+    assert paces.of("9") == 2.0  # median of 1, 2, 3
+    paces.record("3", 4.0)  # the least recently measured run ("1") makes room
+    assert paces.of("1") == 3.0  # its own pace is gone: the median of 2, 3, 4
+    assert paces.of(None) == 3.0
