@@ -164,6 +164,9 @@ def _rung_levels(value: Any, resource: ResourceSpec) -> tuple[float, ...]:
     return tuple(levels)
 
 
+SEARCHERS_OF_RUNGS = ("kde", "mobster")  # the searchers that choose which reports they learn from
+
+
 def _searcher(value: Any, space: Space, frozen: int | None = None) -> SearcherSpec:
     every_option = tuple(sorted({name for options in SEARCHER_OPTIONS.values() for name in options}))
     section = Section(value, "searcher", ("type", "seed", "points_to_evaluate", "searcher_data") + every_option)
@@ -171,6 +174,11 @@ def _searcher(value: Any, space: Space, frozen: int | None = None) -> SearcherSp
     _available(kind, AVAILABLE_SEARCHERS, "searcher.type")
     options = _searcher_options(section, kind)
     searcher_data = section.choice("searcher_data", SEARCHER_DATA, "rungs")
+    if "searcher_data" in section.data and kind not in SEARCHERS_OF_RUNGS:
+        # Accepting it silently would let a user believe bayesopt or random learns from rung reports.
+        raise ConfigError(section.key("searcher_data"), section.data["searcher_data"],
+                          f"is an option of searcher type {' / '.join(SEARCHERS_OF_RUNGS)}, not of '{kind}'",
+                          "drop it, or use searcher.type mobster (a multi-fidelity GP) or kde")
     seed = section.get("seed", None)
     if seed is None:
         # The experiment's own seed when it exists; else drawn once and frozen in experiment.yaml, so that

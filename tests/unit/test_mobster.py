@@ -196,3 +196,11 @@ def test_config_refuses_bad_mobster_options_naming_the_key(options, key, words):
     with pytest.raises(ConfigError) as error:
         validate_config(config({"type": "mobster", **options}), check_program=False)
     assert key in str(error.value) and words in str(error.value)
+
+
+@pytest.mark.parametrize("kind", ["random", "bayesopt", "grid", "genetic"])
+def test_searcher_data_is_refused_where_the_searcher_would_ignore_it(kind):
+    with pytest.raises(ConfigError) as error:
+        validate_config(config({"type": kind, "searcher_data": "all"}), check_program=False)
+    text = str(error.value)
+    assert "searcher.searcher_data" in text and f"not of '{kind}'" in text and "mobster" in text
