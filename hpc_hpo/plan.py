@@ -173,10 +173,11 @@ def _time_known(options: PlanOptions) -> bool:
 
 def _simulated(config: ExperimentConfig, levels: list[float], options: PlanOptions) -> str:
     budget = simulation_budget(config, options)
-    if config.scheduler.type != "sync_hyperband" and budget.max_trials is None and budget.max_resource is None \
-            and budget.max_time is None:
-        return (f"not simulated: only budget.max_time or budget.metric_threshold ends this experiment, and the time per "
-                f"{config.resource.name} is unknown; give --seconds-per-resource S or --from EXP")
+    ends_by_itself = config.scheduler.type == "sync_hyperband" and config.scheduler.repeat is not None
+    if not ends_by_itself and budget.max_trials is None and budget.max_resource is None and budget.max_time is None:
+        # (config validation makes sure one of them is set: here, max_time without the seconds to count it)
+        return (f"not simulated: only budget.max_time or budget.metric_threshold ends this experiment, and the "
+                f"time per {config.resource.name} is unknown; give --seconds-per-resource S or --from EXP")
     results = simulations(config, options)
     name = config.resource.name
     where = (f"curves and speeds measured in {options.measured_from}" if options.measured is not None
@@ -229,6 +230,9 @@ def _unreachable_warning(config: ExperimentConfig, results: list[SimulationResul
     share = "every simulation" if missing == len(results) else f"{missing} of {len(results)} simulations"
     text = (f"warning: in {share} no trial reached {name} {max_t:g}: the best trial would then be one paused or "
             "stopped on the way")
+    if config.scheduler.type == "pasha":
+        return text + ("; PASHA raises its maximum only while the rankings at its two top rungs disagree, "
+                       "which on these curves they stop doing")
     needed = _max_trials_needed(config, options) if all(r.trials_refused for r in results) else None
     if needed is not None:
         text += f"; raise budget.max_trials from {config.budget.max_trials} to at least {needed}"
@@ -247,11 +251,12 @@ def _max_trials_needed(config: ExperimentConfig, options: PlanOptions) -> int | 
         return all(r.reaching(config.resource.max) > 0 for r in runs)
 
     low = config.budget.max_trials or 1
+    ceiling = low * SEARCH_FACTOR  # beyond it the answer is "no number of trials does it" (flat curves, say)
     high = low * 2
     while not enough(high):
-        if high >= low * SEARCH_FACTOR:
+        if high >= ceiling:
             return None
-        low, high = high, high * 2
+        low, high = high, min(high * 2, ceiling)
     while high - low > 1:  # enough(high), not enough(low)
         middle = (low + high) // 2
         low, high = (low, middle) if enough(middle) else (middle, high)

@@ -102,3 +102,30 @@ def test_several_objectives_are_simulated_with_mo_asha() -> None:
                            "execution": {"backend": "local", "num_parallel_evals": 4}}, check_program=False)
     median, low, high = spent(format_plan(two, PlanOptions(simulations=5)))
     assert 27 < median < 270 and low <= median <= high
+
+
+def test_a_plan_that_nothing_would_end_says_so_instead_of_simulating_forever() -> None:
+    endless = config({"type": "sync_hyperband", "repeat": None}, max_t=9, budget={"max_time": "10m"})
+    assert "not simulated: only budget.max_time" in format_plan(endless)  # passes until a time nobody knows
+
+
+def flat_curves(top: int) -> ExperimentState:
+    """Trials whose values never change, measured up to `top` epochs: no ranking ever moves."""
+    state = ExperimentState(metric="loss", mode="min")
+    for trial in range(4):
+        state.rows += [ReportRow(f"{trial:04d}", epoch, float(trial), 1 + epoch, "continue")
+                       for epoch in range(1, top + 1)]
+    return state
+
+
+def test_the_search_for_enough_trials_gives_up_at_its_ceiling() -> None:
+    # Promotion ASHA at eta 3 promotes nothing with fewer than 3 trials at a rung; 2 trials at a time
+    # with flat curves and max_trials 1 never get a trial to epoch 9, and the search tried doubling forever.
+    measured = measure(flat_curves(3))
+    promotion = config({"type": "promotion", "grace_period": 1, "reduction_factor": 3}, max_t=9,
+                       budget={"max_trials": 1}, parallel=2)
+    text = format_plan(promotion, PlanOptions(measured=measured, measured_from="EXP", simulations=1))
+    assert re.search(r"no trial reached epoch 9.*raise budget.max_trials from 1 to at least \d+", text), text
+    pasha = config({"type": "pasha"}, max_t=9, budget={"max_trials": 4}, parallel=2)
+    text = format_plan(pasha, PlanOptions(measured=measured, measured_from="EXP", simulations=1))
+    assert "no trial reached epoch 9" in text and "PASHA raises its maximum only while" in text, text
