@@ -247,7 +247,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     """Prints the decision when it is not 'continue' (e.g. 'pause'), so a shell trial can exit on it."""
-    from .worker import record
+    from .worker import TRIAL_DIR_ENV, record, trial_dir
 
     values: dict[str, Any] = {}
     for pair in args.pairs:
@@ -255,6 +255,9 @@ def _report(args: argparse.Namespace) -> int:
         if not sep or not name:
             raise HpoError(f"'{pair}' is not NAME=VALUE; write e.g. epoch=3 accuracy=0.91")
         values[name] = _parse_value(text)
+    if trial_dir() is None:  # the program run by hand: it goes on, as report() lets a Python program go on
+        print(f"hpc-hpo: report outside a trial ({TRIAL_DIR_ENV} is not set): nothing is recorded", file=sys.stderr)
+        return 0
     decision = record(values)
     if decision != "continue":
         print(decision)

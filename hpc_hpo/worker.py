@@ -102,9 +102,12 @@ def _append(path: Path, data: bytes) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                      0o666)
     except OSError as exc:
+        from .errors import HpoError
+        if exc.errno == errno.ENOENT and not path.parent.is_dir():
+            raise HpoError(f"the trial directory {path.parent} ({TRIAL_DIR_ENV}) does not exist: reports are "
+                           "written into the directory the driver made for the trial") from None
         if exc.errno != errno.ELOOP:
             raise
-        from .errors import HpoError
         raise HpoError(f"{path} is a symbolic link; reports are not written through one (it may point anywhere): "
                        "remove it and report again") from None
     try:

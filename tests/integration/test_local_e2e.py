@@ -160,8 +160,18 @@ def test_report_outside_a_trial_is_a_no_op_with_a_warning(tmp_path: Path) -> Non
     result = subprocess.run([sys.executable, "-m", "hpc_hpo.cli", "report", "epoch=1", "loss=0.5"],
                             cwd=tmp_path, capture_output=True, text=True, env=env)
     assert result.returncode == 0
-    assert "outside a trial" in result.stderr
+    assert result.stderr.startswith("hpc-hpo: report outside a trial") and "Warning" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_report_into_a_missing_trial_directory_is_one_line(tmp_path: Path) -> None:
+    import subprocess
+    missing = tmp_path / "gone"
+    result = subprocess.run([sys.executable, "-m", "hpc_hpo.cli", "report", "epoch=1", "loss=0.5"], cwd=tmp_path,
+                            capture_output=True, text=True, env={**os.environ, "HPC_HPO_TRIAL_DIR": str(missing)})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"hpc-hpo: error: the trial directory {missing}") and not missing.exists()
 
 
 def test_max_time_interrupts_running_trials(tmp_path: Path, run_experiment) -> None:
