@@ -16,7 +16,7 @@ from ..backends import EXITED, JobStatus
 from ..errors import HpoError
 from ..journal import make_event
 from ..schedulers.base import Resume
-from ..state import FAILED, INTERRUPTED, TrialState
+from ..state import FAILED, INTERRUPTED, PAUSED, TrialState
 from ..worker import INTERRUPT_FILE
 from .common import (BROKEN_PROGRAM_FAILURES, EXIT_ALLOCATION_GONE, EXIT_FAILED, SHUTDOWN_WAIT_S, STOP_SIGNALS, LiveTrial,
                      plain_number, write_atomically)
@@ -185,7 +185,15 @@ class Stopping:
     def _why_done(self) -> str:
         limit = self.config.budget.max_trials
         if limit is not None and len(self.state.trials) >= limit:
-            return f"max_trials ({limit}) reached and every trial ended"
+            paused = self.state.count(PAUSED)
+            if not paused:
+                return f"max_trials ({limit}) reached and every trial ended"
+            # A pausing scheduler (promotion ASHA, Hyperband) waits for more trials to promote the paused ones.
+            resource = self.config.resource
+            reached = any((t.last_resource or 0) >= resource.max for t in self.state.trials.values())
+            none = "" if reached else f", none reached {resource.name} {resource.max:g}"
+            return (f"max_trials ({limit}) reached; every trial ended or is paused at a rung ({paused} paused{none}; "
+                    "raise budget.max_trials and run again to promote them)")
         return "nothing more to run"
 
     def _stop_at_once(self, reason: str) -> None:
@@ -244,3 +252,5 @@ class Stopping:
                                  "and that the program reports the metric and the resource")
         elif not final and self.closing_line is None:
             self.closing_line = "run the same command again to resume: interrupted trials go on first"
+        elif self.stop_reason is None and self.closing_line is None and self.state.count(PAUSED):
+            self.closing_line = f"ended: {reason}"  # the best trial printed next may be a paused one

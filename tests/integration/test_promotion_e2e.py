@@ -6,6 +6,8 @@ from pathlib import Path
 
 from conftest import read_export  # noqa: F401  (run_experiment is a fixture)
 
+from hpc_hpo.state import load_state
+
 
 def test_promotion_mode_pauses_and_resumes_from_checkpoints(tmp_path: Path, run_experiment) -> None:
     result = run_experiment(scheduler={"type": "promotion", "grace_period": 1, "reduction_factor": 3},
@@ -26,6 +28,17 @@ def test_promotion_mode_pauses_and_resumes_from_checkpoints(tmp_path: Path, run_
     assert max(float(r["resource"]) for r in rows) <= 9
     assert "pause" in {r["decision"] for r in rows}
     assert not [e for e in events if e["type"] == "trial_ended" and e["state"] == "failed"]
+    # Trials still paused at the end are not called ended: the closing line says how to promote them.
+    paused = sum(1 for t in load_state(tmp_path / "exp").trials.values() if t.state == "paused")
+    assert paused and f"every trial ended or is paused at a rung ({paused} paused" in result.stderr + result.stdout
+
+
+def test_too_few_trials_for_any_promotion_to_the_maximum_is_said_at_the_end(tmp_path: Path, run_experiment) -> None:
+    result = run_experiment(scheduler={"type": "promotion", "grace_period": 1, "reduction_factor": 3},
+                            resource={"name": "epoch", "max": 9, "max_resource_attr": "epochs"},
+                            budget={"max_trials": 4})
+    assert result.returncode == 0, result.stderr
+    assert "none reached epoch 9; raise budget.max_trials" in result.stderr + result.stdout
 
 
 def test_pasha_runs_end_to_end_and_never_exceeds_max(tmp_path: Path, run_experiment) -> None:
