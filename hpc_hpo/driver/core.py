@@ -155,6 +155,9 @@ class Driver(Stopping, AllocationEnd, Resuming, StopRequests, Joining):
         self.retention.clean_leftovers()
         with self.journal.lock:  # other drivers may be at work: start on the journal as it is now
             self._catch_up()
+            # The best so far, replayed or caught up from other drivers, is no news to say or to hook.
+            self.progress.new_best.known(self.state)
+            self.hooks.new_best.known(self.state)
             if self.state.finished and not reopened:  # a budget changed since it ended: go on, or end again
                 self.progress.say(f"experiment {self.config.name} already ended ({self.state.ended})")
                 return self.state

@@ -174,3 +174,22 @@ def _alive(pid: int) -> bool:
             return handle.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_the_best_so_far_is_no_news_to_a_resumed_run(tmp_path: Path) -> None:
+    """Raising max_trials and running again: the replayed best is neither printed as a new best nor hooked;
+    only a strictly better value later is."""
+    out = tmp_path / "hooks_out"
+    out.mkdir()
+    first = hooked_config(tmp_path, {"on_new_best": [*HOOK, str(out)]}, budget={"max_trials": 3})
+    assert cli("run", str(first), cwd=tmp_path).returncode == 0
+    before = {path.name for path in out.iterdir()}
+    old_best = json.loads(cli("best", str(tmp_path / "exp"), "--json", cwd=tmp_path).stdout)
+    second = hooked_config(tmp_path, {"on_new_best": [*HOOK, str(out)]}, budget={"max_trials": 6})
+    result = cli("run", str(second), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    printed = [float(value) for value in re.findall(r"new best  \d+  loss=(\S+) at", result.stdout)]
+    assert all(value < old_best["value"] for value in printed), (old_best, result.stdout)
+    hooked = [json.loads((out / name).read_text()) for name in sorted({p.name for p in out.iterdir()} - before)]
+    assert all(float(r["env"]["HPC_HPO_METRIC"]) < old_best["value"] for r in hooked), hooked
+    assert len(hooked) == len(printed)
