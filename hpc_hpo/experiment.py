@@ -631,6 +631,9 @@ def find_experiment(argument: str) -> Path:
     path = Path(argument)
     if path.is_file() and path.suffix in (".yaml", ".yml"):
         path = load_config(path).experiment_dir
+        if not (path / JOURNAL_FILE).is_file():
+            raise HpoError(f"the experiment of '{argument}' ({path}) has not been created yet; start it with "
+                           f"'hpc-hpo run {argument}'")
     if not (path / JOURNAL_FILE).is_file():
         raise HpoError(f"'{argument}' is not an experiment directory (no {JOURNAL_FILE} in it); "
                        "give the directory a run created, or its config file")

@@ -127,3 +127,12 @@ def test_the_header_of_a_finished_experiment(tmp_path: Path) -> None:
     # The header sits between the summary line and the table.
     lines = out.splitlines()
     assert lines[0].startswith("experiment synthetic: 5 trials") and lines[1].startswith("driver:")
+
+
+def test_status_of_a_config_not_run_yet_says_how_to_start_it(tmp_path: Path) -> None:
+    path = write_config(tmp_path, synthetic_config(tmp_path))
+    for command in (["status"], ["best"], ["export", "--csv", str(tmp_path / "out.csv")]):
+        result = cli(*command, str(path), cwd=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert "has not been created yet; start it with 'hpc-hpo run" in result.stderr, result.stderr
+        assert not (tmp_path / "exp").exists()
