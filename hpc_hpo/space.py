@@ -186,7 +186,7 @@ class QRandInt(RandInt):
         return self.low + self.q * int(steps)
 
     def describe(self) -> str:
-        return f"a multiple of {self.q} in [{self.low}, {self.high}]"
+        return f"an integer multiple of {self.q} in [{self.low}, {self.high}]"  # 64.0 is refused, as by randint
 
 
 def round_to_step(value: float, q: float) -> float:

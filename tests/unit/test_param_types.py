@@ -165,6 +165,8 @@ def test_config_reads_the_quantized_types(param, expected):
     ({"type": "qloguniform", "low": 0, "high": 1, "q": 0.1}, "params.x.low", "greater than 0"),
     ({"type": "uniform", "low": 0, "high": 1, "q": 0.1}, "params.x.q", "use type quniform"),
     ({"type": "quniform", "low": 0, "high": 1, "q": 0.1, "default": 0.35}, "params.x.default", "multiple of 0.1"),
+    ({"type": "qrandint", "low": 32, "high": 512, "q": 32, "default": 64.0}, "params.x.default",
+     "an integer multiple of 32"),  # 64.0 is a multiple of 32: what is wrong is that it is no integer
 ])
 def test_bad_quantized_params_are_refused_naming_the_key(param, key, words):
     with pytest.raises(ConfigError) as caught:
