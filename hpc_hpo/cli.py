@@ -158,21 +158,32 @@ def _plan(args: argparse.Namespace) -> int:
         if value is not None and not value > 0:
             raise HpoError(f"{flag} {value}: must be a positive number")
     config = load_config(args.config)
-    measured = _measured(args.from_experiment) if args.from_experiment else None
+    measured = _measured(args.from_experiment, config) if args.from_experiment else None
     workers = args.parallel or config.execution.num_parallel_evals or os.cpu_count() or 1
     print(format_plan(config, PlanOptions(workers, args.simulations, args.seconds_per_resource, measured,
                                           args.from_experiment)))
     return 0
 
 
-def _measured(experiment: str) -> Any:
-    """Curves and speeds of an experiment's trials, for plan --from."""
+def _measured(experiment: str, config: Any) -> Any:
+    """Curves and speeds of an experiment's trials, for plan --from; a note when they measure something else."""
     from .plan_simulation import measure
 
+    state = _load(experiment)
     try:
-        return measure(_load(experiment))
+        measured = measure(state)
     except ValueError as exc:
         raise HpoError(f"--from {experiment}: {exc}; give an experiment that has run trials") from None
+    metric, resource = config.metric, config.resource
+    if (state.metric, state.mode, state.resource) != (metric.name, metric.mode, resource.name):
+        print(f"hpc-hpo: note: --from {experiment} measured {state.metric} ({state.mode}) against {state.resource}; "
+              f"this config tunes {metric.name} ({metric.mode}) against {resource.name}: the simulation takes the "
+              f"measured values for {metric.name} ({metric.mode})", file=sys.stderr)
+    furthest = max(trial.resources[-1] for trial in measured.trials)
+    if furthest < resource.max:
+        print(f"hpc-hpo: note: --from {experiment} has no report past {state.resource} {furthest:g}; beyond it the "
+              f"simulated curves keep their last value up to {resource.max:g}", file=sys.stderr)
+    return measured
 
 
 def _load(argument: str) -> Any:

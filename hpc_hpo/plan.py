@@ -51,7 +51,7 @@ def format_plan(config: ExperimentConfig, options: PlanOptions = PlanOptions()) 
     levels = scheduler_levels(config)
     lines = [head]
     if spec.type == "sync_hyperband":
-        lines.append(_sync_plan(levels, spec.reduction_factor))
+        lines.append(_sync_plan(levels, spec.reduction_factor, spec.repeat))
     elif spec.type != "fifo":
         lines.append(_async_plan(config, levels))
     lines.append(_simulated(config, levels, options))
@@ -68,7 +68,7 @@ def scheduler_levels(config: ExperimentConfig) -> list[float]:
 # --------------------------------------------------------------------------- the exact parts
 
 
-def _sync_plan(levels: list[float], eta: float) -> str:
+def _sync_plan(levels: list[float], eta: float, repeat: int | None = 1) -> str:
     lines = ["bracket  stage  configs  resource each", "-------  -----  -------  -------------"]
     resumed = scratch = configs = 0.0
     for bracket in hyperband_plan(levels, eta):
@@ -81,6 +81,11 @@ def _sync_plan(levels: list[float], eta: float) -> str:
             previous = stage.level
     lines.append(f"{int(configs)} configs; total resource {resumed:g} resuming from checkpoints "
                  f"({scratch:g} if every stage restarted from scratch), if the budget lets the plan finish")
+    if repeat is None:
+        lines.append("a pass of the plan; scheduler.repeat is null: passes follow one another until the budget ends")
+    elif repeat > 1:
+        lines.append(f"a pass of the plan; scheduler.repeat {repeat}: {int(configs) * repeat} configs, total resource "
+                     f"{resumed * repeat:g} resuming ({scratch * repeat:g} from scratch) for the {repeat} passes")
     return "\n".join(lines)
 
 

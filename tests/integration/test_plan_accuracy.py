@@ -39,3 +39,18 @@ def test_plan_predicts_the_resource_real_runs_spend(tmp_path: Path, scheduler: d
     real = statistics.median(spent_by_real_run(tmp_path, seed, **overrides) for seed in SEEDS)
     plan = planned(tmp_path, **overrides)
     assert abs(plan - real) <= 0.15 * real, f"plan {plan}, real runs {real}"
+
+
+def test_plan_from_an_experiment_that_measured_something_else_says_so(tmp_path: Path) -> None:
+    measured = synthetic_config(tmp_path, budget={"max_trials": 4}, experiment_dir=str(tmp_path / "measured"))
+    assert cli("run", str(write_config(tmp_path, measured, "measured.yaml")), "--quiet", cwd=tmp_path).returncode == 0
+    other = synthetic_config(tmp_path, metric={"name": "accuracy", "mode": "max"}, resource={"name": "epoch", "max": 27},
+                             params={"x": {"type": "uniform", "low": 0.0, "high": 1.0}, "epochs": 27})
+    result = cli("plan", str(write_config(tmp_path, other, "other.yaml")), "--from", str(tmp_path / "measured"),
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "measured loss (min) against epoch; this config tunes accuracy (max)" in result.stderr
+    assert "has no report past epoch 9; beyond it the simulated curves keep their last value up to 27" in result.stderr
+    same = cli("plan", str(write_config(tmp_path, measured, "same.yaml")), "--from", str(tmp_path / "measured"),
+               cwd=tmp_path)
+    assert same.returncode == 0 and "note:" not in same.stderr, same.stderr

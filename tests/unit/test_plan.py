@@ -129,3 +129,10 @@ def test_the_search_for_enough_trials_gives_up_at_its_ceiling() -> None:
     pasha = config({"type": "pasha"}, max_t=9, budget={"max_trials": 4}, parallel=2)
     text = format_plan(pasha, PlanOptions(measured=measured, measured_from="EXP", simulations=1))
     assert "no trial reached epoch 9" in text and "PASHA raises its maximum only while" in text, text
+
+
+def test_the_bracket_table_counts_every_pass_of_repeat() -> None:
+    text = format_plan(config({"type": "sync_hyperband", "repeat": 2}, budget={"max_trials": 1000}),
+                       PlanOptions(simulations=1))
+    assert "scheduler.repeat 2: 286 configs, total resource 3162 resuming (3804 from scratch)" in text
+    assert spent(text)[0] == 3162  # the simulation runs both passes
