@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError, HpoError, show_text, show_value
+from ..errors import MISSING, ConfigError, HpoError, show_text, show_value
 from ..space import Choice, Fixed, format_value
 from .execution import _execution
 from .hooks import hooks_spec
@@ -555,7 +555,8 @@ def _budget(value: Any, searcher: SearcherSpec, scheduler: SchedulerSpec) -> Bud
     if max_trials is None and max_time is None and max_resource is None and not runs_out:
         endless = ("synchronous Hyperband with scheduler.repeat: null" if scheduler.type == "sync_hyperband"
                    else f"{searcher.type} search")
-        raise ConfigError("budget", value, f"{endless} never runs out of configurations",
+        shown = MISSING if value is None else value
+        raise ConfigError("budget", shown, f"{endless} never runs out of configurations",
                           "set budget.max_trials (e.g. 50), budget.max_time (e.g. 2h) or budget.max_resource")
     return BudgetSpec(max_trials=max_trials, max_time=max_time, max_resource=max_resource,
                       metric_threshold=threshold)

@@ -57,7 +57,7 @@ class Section:
     def choice(self, name: str, allowed: tuple[str, ...], default: Any = MISSING) -> str:
         value = self.data.get(name, default)
         if value not in allowed:
-            raise ConfigError(self.key(name), value, f"must be one of: {', '.join(allowed)}")
+            raise ConfigError(self.key(name), value, f"must be one of: {', '.join(allowed)}", _closest(value, allowed))
         return value
 
     def text(self, name: str, default: Any = MISSING, pattern: re.Pattern[str] | None = None,
@@ -71,6 +71,14 @@ class Section:
         if pattern is not None and not pattern.fullmatch(value):
             raise ConfigError(self.key(name), value, rule)
         return value
+
+
+def _closest(value: Any, allowed: tuple[str, ...]) -> str:
+    """'did you mean ...?' for a misspelt choice, or another tool's shorter name ('hyperband')."""
+    if not isinstance(value, str) or not value or len(value) > 100:
+        return ""
+    close = [a for a in allowed if value.lower() in a] or difflib.get_close_matches(value.lower(), allowed, n=1)
+    return f"did you mean '{close[0]}'?" if len(close) == 1 else ""
 
 
 def key_text(key: Any) -> str:

@@ -284,8 +284,9 @@ def test_missing_metric_mode_says_min_or_max():
 @pytest.mark.parametrize(ARGS, [
     case("metric.mode", "minimize", "must be one of: min, max"),
     case("execution.backend", "k8s", "must be one of: local, slurm, pbs, auto"),
-    case("scheduler.type", "hyperband", "must be one of: fifo, asha"),
-    case("searcher.type", "bayes", "must be one of: random"),
+    case("scheduler.type", "hyperband", "must be one of: fifo, asha", "did you mean 'sync_hyperband'?"),
+    case("scheduler.type", "promotoin", "did you mean 'promotion'?"),
+    case("searcher.type", "bayes", "must be one of: random", "did you mean 'bayesopt'?"),
     case("params.lr.type", "normal", "must be one of: uniform, loguniform"),
 ])
 def test_value_not_among_allowed_choices(changes, key, shown, allowed):
@@ -314,8 +315,8 @@ def test_program_that_does_not_exist(tmp_path):
 
 @pytest.mark.parametrize(ARGS, [
     case("budget", {}, "budget.max_trials", "budget.max_time"),
-    case("budget", None, "budget.max_trials", "budget.max_time"),
-    case("budget", DELETE, "budget.max_trials", "budget.max_time", shown=None),
+    case("budget", None, "budget.max_trials", "budget.max_time", shown=DELETE),  # `budget:` left empty
+    case("budget", DELETE, "budget.max_trials", "budget.max_time", shown=DELETE),
 ])
 def test_budget_without_a_limit(changes, key, shown, allowed):
     assert_rejected(changes, key, shown, allowed)
