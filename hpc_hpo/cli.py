@@ -157,6 +157,9 @@ def _plan(args: argparse.Namespace) -> int:
                         ("--seconds-per-resource", args.seconds_per_resource)):
         if value is not None and not value > 0:
             raise HpoError(f"{flag} {value}: must be a positive number")
+    if os.path.isdir(args.config):
+        raise HpoError(f"'{args.config}' is a directory; plan takes a config file (to use what an experiment "
+                       f"measured: hpc-hpo plan CONFIG --from {args.config})")
     config = load_config(args.config)
     measured = _measured(args.from_experiment, config) if args.from_experiment else None
     workers = args.parallel or config.execution.num_parallel_evals or os.cpu_count() or 1

@@ -54,3 +54,9 @@ def test_plan_from_an_experiment_that_measured_something_else_says_so(tmp_path: 
     same = cli("plan", str(write_config(tmp_path, measured, "same.yaml")), "--from", str(tmp_path / "measured"),
                cwd=tmp_path)
     assert same.returncode == 0 and "note:" not in same.stderr, same.stderr
+
+
+def test_plan_of_a_directory_says_it_takes_a_config(tmp_path: Path) -> None:
+    result = cli("plan", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"'{tmp_path}' is a directory; plan takes a config file" in result.stderr, result.stderr
