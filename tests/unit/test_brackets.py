@@ -205,11 +205,11 @@ def test_make_scheduler_dispatches_with_brackets_and_the_searcher_seed(monkeypat
     made = {}
 
     class SyncHyperband:
-        def __init__(self, levels, reduction_factor, mode):
-            made.update(levels=levels, eta=reduction_factor, mode=mode)
+        def __init__(self, levels, reduction_factor, mode, repeat):
+            made.update(levels=levels, eta=reduction_factor, mode=mode, repeat=repeat)
 
     module = types.ModuleType("hpc_hpo.schedulers.sync_hyperband")
     module.SyncHyperband = SyncHyperband
     monkeypatch.setitem(sys.modules, "hpc_hpo.schedulers.sync_hyperband", module)
     assert isinstance(make_scheduler(config({"type": "asha"}, type="sync_hyperband")), SyncHyperband)
-    assert made == {"levels": [1, 3, 9, 27], "eta": 3.0, "mode": "max"}
+    assert made == {"levels": [1, 3, 9, 27], "eta": 3.0, "mode": "max", "repeat": 1}
