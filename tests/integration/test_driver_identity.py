@@ -252,6 +252,8 @@ def test_runs_end_once_no_driver_has_beaten_for_the_orphan_timeout(tmp_path: Pat
     killed = time.monotonic()
     wait_for(lambda: not any(alive(pid) for pid in pids), 30, "runs left by a dead driver run on")
     assert time.monotonic() - killed > 0.5, "the runs must outlive their driver for the orphan timeout"
+    # The wrapper writes its marker after its trial is gone: on a loaded machine a moment later.
+    wait_for(lambda: all(list(d.glob("*.exit")) for d in trial_dirs), 30, "a wrapper left no exit marker")
     codes = [int(next(d.glob("*.exit")).read_text()) for d in trial_dirs]
     assert codes == [-signal.SIGTERM, -signal.SIGKILL]  # the stubborn one only to SIGKILL, after the grace period
 
