@@ -95,6 +95,11 @@ class Resuming:
                 self._drain_reports(live, self.pending_events)
                 self._run_ended(live, None, "the run was lost while no driver watched it", self.pending_events,
                                 resubmit=True)
+                if trial.state == PENDING and trial.driver != self.driver_id:
+                    # Requeued for this driver to launch: the takeover of its lost driver (next sweep) leaves it
+                    # alone, instead of judging that driver gone a second time and interrupting the trial.
+                    self._apply(make_event("trial_claimed", trial.trial_id, driver=self.driver_id),
+                                self.pending_events)
                 continue
             self.progress.say(f"adopted   {trial.trial_id}  (run {trial.runs}, {handle}) from the previous driver")
             self._repeat_decision(live)

@@ -144,8 +144,9 @@ def test_an_allocation_revoked_under_the_driver_interrupts_its_trials(tmp_path: 
 @pytest.mark.slow
 def test_chained_driver_batch_jobs_finish_an_experiment_over_three_allocations(tmp_path: Path) -> None:
     # Stopping ASHA: trials of uneven length, so allocations end in the middle of some (with FIFO's even
-    # waves the stages can line up with the end, and nothing is interrupted). About 120 s of work on 4 nodes.
-    trials = 120
+    # waves the stages can line up with the end, and nothing is interrupted). About 160 s of work on 4 nodes:
+    # 120 trials fit in two 1-minute allocations once the cluster scheduled without delays (47 s of the second).
+    trials = 180
     path = write_config(tmp_path, long_config(tmp_path, trials, scheduler="asha"))
     # A site's copy of the template, as the README asks, without the SIGUSR1 fallback: Slurm may send it up
     # to a minute early, which in a 1-minute allocation is at once. The driver's own wall-time awareness
