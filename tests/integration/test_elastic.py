@@ -14,6 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hpc_hpo.backends import make_backend
+from hpc_hpo.backends.base import DelegatingBackend
+from hpc_hpo.config import load_config
+from hpc_hpo.driver import Driver
 from hpc_hpo.journal import read_events
 from hpc_hpo.state import fold
 
@@ -93,6 +97,39 @@ def test_a_killed_driver_loses_its_trials_to_the_others(tmp_path: Path) -> None:
     assert lost[0]["t"] - killed_at < 5.0
     taken = [e for e in events if e["t"] >= lost[0]["t"] and e["type"] in ("trial_adopted", "trial_interrupted")]
     assert taken, "the lost driver's trials were neither adopted nor interrupted"
+
+
+class StepsGoneWithTheirAllocation(DelegatingBackend):
+    """The local backend, except that a run started by another driver cannot be found: as Slurm steps of an
+    allocation that ended with its driver (the local backend would find their exit or their processes)."""
+
+    def adopt(self, handle: str | None, tag: str, trial_dir: Path) -> str | None:
+        return None
+
+
+def test_a_driver_joining_after_another_died_with_its_runs_takes_them_over_once(tmp_path: Path) -> None:
+    """The next driver to join requeues the lost runs and launches them itself; its sweeps do not judge the
+    same driver gone again and interrupt those trials (the live array test once saw that)."""
+    config, first = one_joined_driver(tmp_path)
+    journal = tmp_path / "exp" / "journal.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and sum(e["type"] == "report" for e in read_events(journal)) < 2:
+        time.sleep(0.1)
+    first.kill()
+    first.wait(timeout=30)
+    for handle in {e["handle"] for e in read_events(journal) if e["type"] == "trial_started"}:
+        try:
+            os.killpg(int(handle), signal.SIGKILL)  # each run's wrapper leads its process group
+        except ProcessLookupError:
+            pass
+    spec = load_config(config)
+    driver = Driver(spec, StepsGoneWithTheirAllocation(make_backend(spec)), quiet=True, join=True)
+    driver.run()
+    assert driver.exit_code == 0
+    events = check_shared_journal(config, ("completed", "stopped"))
+    assert [e["type"] for e in events].count("driver_lost") == 1, [e for e in events if e["type"] == "driver_lost"]
+    assert [e for e in events if e["type"] == "trial_retry" and e.get("requeue")], "no lost run was requeued"
+    assert not [e for e in events if e["type"] == "trial_interrupted"], "a requeued trial was taken over again"
 
 
 def test_joining_a_finished_experiment_says_so(tmp_path: Path) -> None:
