@@ -96,10 +96,10 @@ class HookRunner:
         return any((hooks.on_trial_end, hooks.on_new_best, hooks.on_experiment_end))
 
     def begin(self) -> None:
-        """After the journal's replay: what is already known (the best so far, reports) is no news."""
+        """After the journal's replay: reports from now on are noted (the driver marks the best so far as known
+        once it has also caught up with other drivers)."""
         if not self.active:
             return
-        self.new_best.known(self.state)
         self.state.on_row = self._note_report
 
     # ------------------------------------------------------------------ each sweep
